@@ -1,0 +1,242 @@
+"""The `ablate` command line: check, run, status, report. Exit codes: 0 success, 2 bad input
+(one line naming the problem and the fix), 1 a runtime failure, 130 interrupted."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ablations.config import SpaceConfig, load_space, short_key
+from ablations.device import resolve_device
+from ablations.errors import AblationError
+from ablations.grid import cells_of
+from ablations.models import build_model, count_parameters
+from ablations.progress import SweepDisplay
+from ablations.study import (
+    FINISHED_OUTCOMES,
+    counts,
+    create_or_resume,
+    describe_storage,
+    enqueue_missing,
+    load_existing,
+    open_storage,
+    run_sweep,
+)
+from ablations.tracking import WANDB_MODES, WandbTracker, make_tracker, resolve_wandb_mode
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+storage_option = click.option(
+    "--storage", default=None, metavar="URL",
+    help="Optuna storage URL (e.g. postgresql://user:pw@host/db) or a .journal file. Default: runs/ablate.journal",
+)
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override the base config (train.lr=0.1) or replace a factor's levels (norm=none,batch).",
+)
+reports_option = click.option(
+    "--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Reports go to REPORTS_DIR/<study>/.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+def cli(verbose: bool) -> None:
+    """Ablation sweeps over the design choices of a neural network: which ones matter, and by how much."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+# ------------------------------------------------------------------------------------------ check
+
+
+@cli.command()
+@click.argument("space_file", metavar="SPACE", type=click.Path(dir_okay=False, path_type=Path))
+@set_option
+def check(space_file: Path, overrides: tuple[str, ...]) -> None:
+    """Show what `ablate run SPACE` would run: factors, levels, cells x seeds, parameters, cost."""
+    space = load_space(space_file, list(overrides))
+    cells = cells_of(space)
+    console.print(f"[bold]{space.name}[/bold]  {space.description.strip()}")
+    factors = Table("factor", "config key", "levels", title="factors")
+    for key, levels in space.factors.items():
+        factors.add_row(short_key(key), key, ", ".join(str(v) for v in levels))
+    console.print(factors)
+    trials = len(cells) * space.seeds
+    console.print(f"cells: {len(cells)}  x  seeds: {space.seeds}  =  trials: {trials}")
+    console.print(f"objective: {space.objective.direction} {space.objective.metric}  ·  pruner: {_pruner_text(space)}")
+    _print_model_variants(space, cells)
+    _print_cost(space, trials)
+
+
+def _pruner_text(space: SpaceConfig) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in space.pruner.args.items())
+    return f"{space.pruner.name}({args})"
+
+
+def _print_model_variants(space: SpaceConfig, cells: list) -> None:
+    from ablations.data import load_dataset
+
+    data = load_dataset(space.data)
+    variants: dict[str, tuple[int, str]] = {}
+    for cell in cells:
+        model_cfg = space.trial_config(cell.values).model
+        key = model_cfg.model_dump_json()
+        if key not in variants:
+            model = build_model(model_cfg, data.input_shape, data.num_classes)
+            label = " ".join(f"{short_key(k)}={v}" for k, v in cell.values.items() if k.startswith("model."))
+            variants[key] = (count_parameters(model), label or "base model")
+    table = Table("model variant", "parameters", title=f"model variants on {space.data.name} {data.input_shape}")
+    for params, label in variants.values():
+        table.add_row(label, f"{params:,}")
+    console.print(table)
+
+
+def _print_cost(space: SpaceConfig, trials: int) -> None:
+    epochs = space.train.epochs
+    worst = trials * epochs
+    console.print(f"cost without pruning (the worst case): {worst:,} epochs ({trials} trials x {epochs} epochs)")
+    args = space.pruner.args
+    if space.pruner.name == "none":
+        return
+    startup = int(args.get("n_startup_trials", 5 if space.pruner.name in ("median", "percentile") else 0))
+    warmup = int(args.get("n_warmup_steps", 0))
+    first_step = max(warmup + 1, int(args.get("min_resource", 1) if isinstance(args.get("min_resource", 1), int) else 1))
+    best = min(trials, startup) * epochs + max(0, trials - startup) * min(first_step, epochs)
+    console.print(f"cost with pruning: between {best:,} epochs (every trial after the first {startup} pruned as soon "
+                  f"as allowed) and {worst:,}")
+
+
+# ------------------------------------------------------------------------------------------ run
+
+
+@cli.command()
+@click.argument("space_file", metavar="SPACE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--study", "study_name", default=None, help="Study name. Default: the space's `name`.")
+@storage_option
+@click.option("--wandb", "wandb_mode", type=click.Choice(WANDB_MODES), default="auto", show_default=True,
+              help="auto = WANDB_MODE if set, else online with W&B credentials, else offline.")
+@click.option("--wandb-project", default=None, envvar="WANDB_PROJECT", help="W&B project. Default: ablations.")
+@set_option
+@reports_option
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--no-report", is_flag=True, help="Skip the report at the end.")
+def run(
+    space_file: Path, study_name: str | None, storage: str | None, wandb_mode: str, wandb_project: str | None,
+    overrides: tuple[str, ...], reports_dir: Path, device: str, no_report: bool,
+) -> None:
+    """Run every cell x seed of SPACE once (resuming a study), prune weak trials, stream to W&B, report."""
+    space = load_space(space_file, list(overrides))
+    torch_device = resolve_device(device)
+    name = study_name or space.name
+    command = shlex.join(["ablate", *click.get_current_context().obj["argv"]])
+    store = open_storage(storage)
+    study = create_or_resume(store, space, name, command, storage)
+    queued = enqueue_missing(study, space)
+    before = counts(study)
+    total = sum(before.values())
+    done = sum(before[k] for k in FINISHED_OUTCOMES)
+    console.print(f"study {name!r} in {describe_storage(storage)}: {total} trials, {done} finished, {queued} to run "
+                  f"on {torch_device}")
+    mode = resolve_wandb_mode(wandb_mode)
+    tracker = make_tracker(mode, wandb_project or "ablations", Path("runs"))
+    from ablations.trial import run_trial
+
+    started = time.perf_counter()
+    maximize = space.objective.direction == "maximize"
+    with SweepDisplay(console, total, done, space.objective.metric, maximize) as display:
+        def run_one(trial, task):  # noqa: ANN001, ANN202 - glue between queue, trial and display
+            display.started(task)
+            display.finished(run_trial(study, trial, task, space, tracker, torch_device))
+
+        ran = run_sweep(study, run_one)
+    after = counts(study)
+    console.print(
+        f"ran {ran} trial(s) in {time.perf_counter() - started:.1f}s · " + _counts_text(after)
+    )
+    if isinstance(tracker, WandbTracker) and tracker.offline_dirs:
+        console.print(f"W&B runs were written offline; to upload them: wandb sync {tracker.directory}/wandb/offline-run-*")
+        console.print(f"  or browse them here: wandb leet {tracker.directory}/wandb")
+    if not no_report:
+        _write_report(study, reports_dir)
+    if after["failed"]:
+        raise SystemExit(1)
+
+
+def _counts_text(by_outcome: dict[str, int]) -> str:
+    order = ("complete", "pruned", "diverged", "failed", "running", "waiting", "not queued")
+    return ", ".join(f"{by_outcome[k]} {k}" for k in order if by_outcome.get(k))
+
+
+def _write_report(study, reports_dir: Path) -> None:  # noqa: ANN001
+    from ablations.report import write_report
+
+    path = write_report(study, reports_dir / study.study_name)
+    console.print(f"report: {path}")
+
+
+# ------------------------------------------------------------------------------------------ status / report
+
+
+@cli.command()
+@click.argument("study_name", metavar="STUDY")
+@storage_option
+def status(study_name: str, storage: str | None) -> None:
+    """Trials of STUDY by state: complete, pruned, diverged, failed, running, waiting."""
+    study = load_existing(open_storage(storage), study_name, storage)
+    by_outcome = counts(study)
+    table = Table("state", "trials", title=f"study {study_name}")
+    for state in ("complete", "pruned", "diverged", "failed", "running", "waiting", "not queued"):
+        table.add_row(state, str(by_outcome.get(state, 0)))
+    table.add_row("[bold]total", f"[bold]{sum(by_outcome.values())}")
+    console.print(table)
+
+
+@cli.command()
+@click.argument("study_name", metavar="STUDY")
+@storage_option
+@reports_option
+def report(study_name: str, storage: str | None, reports_dir: Path) -> None:
+    """Write REPORTS_DIR/STUDY/report.md, trials.csv and figures from the study storage."""
+    study = load_existing(open_storage(storage), study_name, storage)
+    _write_report(study, reports_dir)
+
+
+# ------------------------------------------------------------------------------------------ entry
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: the running trial is marked for re-run
+
+
+def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        args = sys.argv[1:] if argv is None else argv
+        cli.main(args=args, prog_name="ablate", standalone_mode=False, obj={"argv": args})
+    except AblationError as err:
+        err_console.print(f"error: {err}", soft_wrap=True)
+        raise SystemExit(2) from None
+    except click.exceptions.Abort:
+        err_console.print("interrupted")
+        raise SystemExit(130) from None
+    except click.ClickException as err:
+        err.show()
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished trials are saved; run the same command again to resume")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

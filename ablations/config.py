@@ -1,0 +1,296 @@
+"""Typed schema of a search space and of one trial's config, validated once at the edge.
+
+A search space YAML holds a base configuration (`data`, `model`, `train`), `factors` (config
+keys -> levels), `seeds`, the `objective` and the `pruner`. Everything inside the package trusts
+a validated `SpaceConfig`; every message raised here names the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ablations.data import DATASETS
+from ablations.errors import ConfigError
+from ablations.models import ACTIVATIONS, ARCHITECTURES, INITS, NORMS
+from ablations.pruners import PRUNERS, check_pruner_args
+
+# The five core factors may be named by their short names in `factors:` and in `--set`.
+SHORT_KEYS = {
+    "norm": "model.norm",
+    "init": "model.init",
+    "activation": "model.activation",
+    "dropout": "model.dropout",
+    "depth": "model.depth",
+}
+OBJECTIVE_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+
+
+def full_key(key: str) -> str:
+    return SHORT_KEYS.get(key, key)
+
+
+def short_key(key: str) -> str:
+    """The name a factor is shown under: `norm` for `model.norm`, else the dotted key."""
+    for short, full in SHORT_KEYS.items():
+        if full == key:
+            return short
+    return key
+
+
+def _one_of(value: str, registry: Any) -> str:
+    if value not in registry:
+        raise ValueError(f"unknown {registry.kind} {value!r}; allowed: {', '.join(registry.names())}")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class DataConfig(Strict):
+    name: str = "digits"
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        return _one_of(v, DATASETS)
+
+
+class ModelConfig(Strict):
+    arch: str = "mlp"
+    width: int = Field(64, ge=1)
+    depth: int = Field(2, ge=1, description="number of hidden layers")
+    norm: str = "none"
+    init: str = "default"
+    activation: str = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        return _one_of(v, ARCHITECTURES)
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, v: str) -> str:
+        return _one_of(v, NORMS)
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, v: str) -> str:
+        return _one_of(v, INITS)
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, v: str) -> str:
+        return _one_of(v, ACTIVATIONS)
+
+
+class TrainConfig(Strict):
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(10, ge=1)
+
+
+class TrialConfig(Strict):
+    """Everything one trial needs: the base config with one cell's levels filled in."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+class ObjectiveConfig(Strict):
+    metric: Literal[OBJECTIVE_METRICS] = "val_acc"  # type: ignore[valid-type]
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @model_validator(mode="after")
+    def _default_direction(self) -> ObjectiveConfig:
+        if self.direction is None:
+            self.direction = "minimize" if self.metric.endswith("loss") else "maximize"
+        return self
+
+
+class PrunerConfig(BaseModel):
+    """`name` plus the keyword arguments of that Optuna pruner."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "median"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _one_of(v, PRUNERS)
+
+    @model_validator(mode="after")
+    def _args(self) -> PrunerConfig:
+        check_pruner_args(self.name, self.args)
+        return self
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SpaceConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    seeds: int = Field(1, ge=1)
+    design: Literal["full"] = "full"
+    objective: ObjectiveConfig = ObjectiveConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    factors: dict[str, list[Any]] = Field(default_factory=dict)
+
+    def base(self) -> dict[str, Any]:
+        return {"data": self.data.model_dump(), "model": self.model.model_dump(), "train": self.train.model_dump()}
+
+    def trial_config(self, cell: dict[str, Any]) -> TrialConfig:
+        config = self.base()
+        for key, level in cell.items():
+            _set_path(config, key, level)
+        return TrialConfig.model_validate(config)
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def load_space(path: str | Path, overrides: list[str] = ()) -> SpaceConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such search space file (see search_spaces/ for examples)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}; fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a search space must be a YAML mapping with `name`, `factors`, ...")
+    raw.setdefault("name", path.stem)
+    for item in overrides:
+        _apply_override(raw, item)
+    return validate_space(raw, source=str(path))
+
+
+def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
+    raw = copy.deepcopy(raw)
+    factors = raw.get("factors") or {}
+    if not isinstance(factors, dict):
+        raise ConfigError(f"{source}: `factors` must map config keys to lists of levels, e.g. `norm: [none, batch]`")
+    raw["factors"] = {full_key(str(k)): v for k, v in factors.items()}
+    try:
+        space = SpaceConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+    for key, levels in space.factors.items():
+        _check_factor(space, key, levels, source)
+    return space
+
+
+def _check_factor(space: SpaceConfig, key: str, levels: list[Any], source: str) -> None:
+    name = short_key(key)
+    if not _is_leaf(key):
+        raise ConfigError(
+            f"{source}: factors.{name}: unknown config key; a factor is one of "
+            f"{', '.join(SHORT_KEYS)} or a dotted key such as {', '.join(_leaf_keys()[:6])}, ..."
+        )
+    if not levels:
+        raise ConfigError(f"{source}: factors.{name}: the list of levels is empty; give at least one level")
+    if len({repr(v) for v in levels}) != len(levels):
+        raise ConfigError(f"{source}: factors.{name}: a level is listed twice; list each level once")
+    for level in levels:
+        try:
+            space.trial_config({key: level})
+        except ValidationError as err:
+            raise ConfigError(_describe(err, source, prefix=f"factors.{name}: level {level!r}")) from None
+
+
+def _describe(err: ValidationError, source: str, prefix: str | None = None) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        section = ".".join(str(p) for p in first["loc"][:-1])
+        message = f"unknown key; allowed here: {', '.join(_fields_at(section))}"
+    elif first["type"] == "literal_error":
+        message = message.replace("Input should be", "must be one of")
+    elif "input" in first and first["type"] not in ("value_error", "missing"):
+        message = f"{message} (got {first['input']!r})"
+    where = prefix or key
+    if prefix and key:
+        where = f"{prefix} ({key})"
+    return f"{source}: {where}: {message}"
+
+
+def _fields_at(section: str) -> list[str]:
+    model: type[BaseModel] = SpaceConfig
+    for part in filter(None, section.split(".")):
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _leaf_keys() -> list[str]:
+    return [f"{s}.{f}" for s in ("model", "train", "data") for f in TrialConfig.model_fields[s].annotation.model_fields]
+
+
+def _is_leaf(key: str) -> bool:
+    return key in _leaf_keys()
+
+
+def _set_path(config: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][\w.]*)=(.*)$", re.S)
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """`KEY=VALUE` sets the base config; `KEY=V1,V2` (or KEY=VALUE on a factor) sets levels."""
+    match = _OVERRIDE.match(item)
+    if not match:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=0.1 or --set norm=none,batch")
+    key, text = match.groups()
+    values = [_parse_scalar(v) for v in text.split(",")] if "," in text else [_parse_scalar(text)]
+    factors = raw.setdefault("factors", {}) or {}
+    raw["factors"] = factors
+    factor = next((k for k in factors if full_key(k) == full_key(key)), None)
+    if factor is not None or len(values) > 1:
+        factors[factor or key] = values
+    elif key in SHORT_KEYS:
+        _set_path(raw, SHORT_KEYS[key], values[0])
+    else:
+        _set_path(raw, key, values[0])
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if isinstance(value, (dict, list)) or value is None and text.strip() else value

@@ -1,0 +1,83 @@
+"""Designs: a search space -> cells (one value per factor) with stable ids, and the run order.
+
+A cell's id is a hash of its factor values, so it does not change when the YAML is reordered or
+another study holds the same cell. Seeds are shared across cells (common random numbers): two
+cells with the same seed start from the same data order, which makes their comparison paired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ablations.config import SpaceConfig, short_key
+from ablations.registry import Registry
+
+
+@dataclass(frozen=True)
+class Cell:
+    values: dict[str, Any]  # full dotted key -> level, in the space's factor order
+
+    @property
+    def id(self) -> str:
+        canonical = json.dumps(sorted(self.values.items()), sort_keys=True, default=str)
+        return hashlib.sha1(canonical.encode()).hexdigest()[:10]
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{short_key(k)}={v}" for k, v in self.values.items()) or "base"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One (cell, seed): exactly one finished trial of each is the goal of a sweep."""
+
+    cell: Cell
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell.id}/{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell.label} seed={self.seed}"
+
+
+DESIGNS: Registry[Callable[[SpaceConfig], list[Cell]]] = Registry("design")
+
+
+@DESIGNS.register("full")
+def full_factorial(space: SpaceConfig) -> list[Cell]:
+    """Every combination of every factor's levels."""
+    keys = list(space.factors)
+    return [Cell(dict(zip(keys, combo))) for combo in itertools.product(*(space.factors[k] for k in keys))]
+
+
+def cells_of(space: SpaceConfig) -> list[Cell]:
+    return DESIGNS[space.design](space)
+
+
+def schedule(space: SpaceConfig, study_name: str) -> list[Task]:
+    """All tasks in run order: seed by seed, each seed's cells in a shuffled order fixed by the
+    study name, so the first trials already cover every level and a pruner has peers to compare."""
+    cells = cells_of(space)
+    rng = random.Random(hashlib.sha1(study_name.encode()).hexdigest())
+    order: list[Task] = []
+    for seed in range(space.seeds):
+        shuffled = cells[:]
+        rng.shuffle(shuffled)
+        order.extend(Task(cell, seed) for cell in shuffled)
+    return order
+
+
+def grid_fingerprint(space: SpaceConfig) -> str:
+    """What must match for a study to be resumed: everything that defines what a trial runs
+    (the pruner may change between runs: it decides when to stop, not what a trial is)."""
+    defining = space.model_dump(mode="json", exclude={"description", "name", "pruner"})
+    return hashlib.sha1(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:12]

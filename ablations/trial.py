@@ -1,0 +1,122 @@
+"""One trial: build data and model for a (cell, seed), train, and report every epoch to the
+pruner, the tracker and the study storage. The outcome is told to Optuna here."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from ablations.config import SpaceConfig, short_key
+from ablations.data import load_dataset
+from ablations.grid import Task
+from ablations.models import build_model
+from ablations.tracking import Tracker
+from ablations.train import evaluate, fit
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    task: Task
+    outcome: str  # complete | pruned | diverged | failed
+    epochs_run: int
+    objective: float | None
+    test_acc: float | None = None
+    error: str | None = None
+
+
+def tracker_config(space: SpaceConfig, task: Task, study_name: str) -> dict[str, Any]:
+    """The fully resolved config, plus each factor as a top-level key so W&B's parallel
+    coordinates and parameter-importance panels see the factors directly."""
+    config: dict[str, Any] = space.trial_config(task.cell.values).model_dump()
+    config.update({short_key(k): v for k, v in task.cell.values.items()})
+    config.update(seed=task.seed, study=study_name, cell_id=task.cell.id)
+    return config
+
+
+def suggest_factors(trial: optuna.Trial, space: SpaceConfig, task: Task) -> None:
+    """Record the factors as Optuna params (fixed by the queue), for Optuna's own tools."""
+    for key, levels in space.factors.items():
+        value = trial.suggest_categorical(short_key(key), levels)
+        assert value == task.cell.values[key], "queued trial params disagree with its cell"
+
+
+def run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    task: Task,
+    space: SpaceConfig,
+    tracker: Tracker,
+    device: torch.device,
+) -> TrialResult:
+    started = time.perf_counter()
+    metric = space.objective.metric
+    history: list[dict[str, float]] = []
+    outcome, error, test_acc = "complete", None, None
+    tracker.start(name=task.label, group=study.study_name, config=tracker_config(space, task, study.study_name))
+    try:
+        suggest_factors(trial, space, task)
+        config = space.trial_config(task.cell.values)
+        torch.manual_seed(task.seed)
+        data = load_dataset(config.data, device)
+        model = build_model(config.model, data.input_shape, data.num_classes).to(device)
+        for record in fit(model, data, config.train, task.seed):
+            history.append(record.metrics())
+            trial.set_user_attr("history", history)
+            tracker.log(record.metrics(), step=record.epoch)
+            if record.diverged:
+                outcome = "diverged"
+                break
+            trial.report(getattr(record, metric), record.epoch)
+            if trial.should_prune():
+                outcome = "pruned"
+                break
+        if outcome == "complete":
+            test_acc = evaluate(model, data.test)[1]
+    except KeyboardInterrupt:
+        _finish(study, trial, tracker, history, "failed", None, "interrupted; the next run re-runs this cell", started)
+        raise
+    except Exception as err:  # noqa: BLE001 - a failed trial is recorded and the sweep goes on
+        outcome, error = "failed", f"{type(err).__name__}: {err}"
+    objective = _finish(study, trial, tracker, history, outcome, test_acc, error, started)
+    return TrialResult(task, outcome, len(history), objective, test_acc, error)
+
+
+def _finish(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    tracker: Tracker,
+    history: list[dict[str, float]],
+    outcome: str,
+    test_acc: float | None,
+    error: str | None,
+    started: float,
+) -> float | None:
+    metric = study.user_attrs["space"]["objective"]["metric"]
+    finite = [h[metric] for h in history if math.isfinite(h[metric])]
+    objective = finite[-1] if finite and outcome != "failed" else None
+    summary: dict[str, Any] = {"outcome": outcome, "epochs_run": len(history)}
+    if objective is not None:
+        summary["objective"] = objective
+    if test_acc is not None:
+        summary["test_acc"] = test_acc
+    if error:
+        summary["error"] = error
+    run_path = tracker.finish(summary)
+    attrs = dict(summary, wall_time=time.perf_counter() - started, history=history)
+    if run_path:
+        attrs["wandb_run"] = run_path
+    for name, value in attrs.items():
+        trial.set_user_attr(name, value)
+    if outcome == "complete":
+        study.tell(trial, objective)
+    elif outcome in ("pruned", "diverged"):
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+    return objective
