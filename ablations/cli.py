@@ -11,16 +11,18 @@ import time
 from pathlib import Path
 
 import click
+import optuna
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from ablations.config import SpaceConfig, load_space, short_key
-from ablations.device import resolve_device
+from ablations.config import SpaceConfig, load_space, short_key, validate_space
+from ablations.device import cpu_threads, resolve_device
 from ablations.errors import AblationError
 from ablations.grid import cells_of
 from ablations.models import build_model, count_parameters
 from ablations.progress import SweepDisplay
+from ablations.pruners import make_pruner
 from ablations.study import (
     FINISHED_OUTCOMES,
     counts,
@@ -33,19 +35,27 @@ from ablations.study import (
 )
 from ablations.tracking import WANDB_MODES, WandbTracker, make_tracker, resolve_wandb_mode
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 storage_option = click.option(
-    "--storage", default=None, metavar="URL",
+    "--storage",
+    default=None,
+    metavar="URL",
     help="Optuna storage URL (e.g. postgresql://user:pw@host/db) or a .journal file. Default: runs/ablate.journal",
 )
 set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override the base config (train.lr=0.1) or replace a factor's levels (norm=none,batch).",
 )
 reports_option = click.option(
-    "--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+    "--reports-dir",
+    default="reports",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
     help="Reports go to REPORTS_DIR/<study>/.",
 )
 
@@ -54,7 +64,12 @@ reports_option = click.option(
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
 def cli(verbose: bool) -> None:
     """Ablation sweeps over the design choices of a neural network: which ones matter, and by how much."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    # Our warnings (a W&B outage, say) go to stderr as one line each, whatever the root logger does.
+    logger = logging.getLogger("ablations")
+    logger.handlers = [logging.StreamHandler(sys.stderr)]
+    logger.handlers[0].setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
 
 
 # ------------------------------------------------------------------------------------------ check
@@ -111,10 +126,14 @@ def _print_cost(space: SpaceConfig, trials: int) -> None:
         return
     startup = int(args.get("n_startup_trials", 5 if space.pruner.name in ("median", "percentile") else 0))
     warmup = int(args.get("n_warmup_steps", 0))
-    first_step = max(warmup + 1, int(args.get("min_resource", 1) if isinstance(args.get("min_resource", 1), int) else 1))
+    first_step = max(
+        warmup + 1, int(args.get("min_resource", 1) if isinstance(args.get("min_resource", 1), int) else 1)
+    )
     best = min(trials, startup) * epochs + max(0, trials - startup) * min(first_step, epochs)
-    console.print(f"cost with pruning: between {best:,} epochs (every trial after the first {startup} pruned as soon "
-                  f"as allowed) and {worst:,}")
+    console.print(
+        f"cost with pruning: between {best:,} epochs (every trial after the first {startup} pruned as soon "
+        f"as allowed) and {worst:,}"
+    )
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -124,30 +143,59 @@ def _print_cost(space: SpaceConfig, trials: int) -> None:
 @click.argument("space_file", metavar="SPACE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--study", "study_name", default=None, help="Study name. Default: the space's `name`.")
 @storage_option
-@click.option("--wandb", "wandb_mode", type=click.Choice(WANDB_MODES), default="auto", show_default=True,
-              help="auto = WANDB_MODE if set, else online with W&B credentials, else offline.")
+@click.option(
+    "--wandb",
+    "wandb_mode",
+    type=click.Choice(WANDB_MODES),
+    default="auto",
+    show_default=True,
+    help="auto = WANDB_MODE if set, else online with W&B credentials, else offline.",
+)
 @click.option("--wandb-project", default=None, envvar="WANDB_PROJECT", help="W&B project. Default: ablations.")
 @set_option
 @reports_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads per worker. Default: (cores - 1) / workers.")
 @click.option("--no-report", is_flag=True, help="Skip the report at the end.")
 def run(
-    space_file: Path, study_name: str | None, storage: str | None, wandb_mode: str, wandb_project: str | None,
-    overrides: tuple[str, ...], reports_dir: Path, device: str, no_report: bool,
+    space_file: Path,
+    study_name: str | None,
+    storage: str | None,
+    wandb_mode: str,
+    wandb_project: str | None,
+    overrides: tuple[str, ...],
+    reports_dir: Path,
+    device: str,
+    threads: int | None,
+    no_report: bool,
 ) -> None:
     """Run every cell x seed of SPACE once (resuming a study), prune weak trials, stream to W&B, report."""
     space = load_space(space_file, list(overrides))
     torch_device = resolve_device(device)
+    torch.set_num_threads(cpu_threads(threads))
     name = study_name or space.name
     command = shlex.join(["ablate", *click.get_current_context().obj["argv"]])
     store = open_storage(storage)
     study = create_or_resume(store, space, name, command, storage)
     queued = enqueue_missing(study, space)
+    console.print(
+        f"study {name!r} in {describe_storage(storage)}: {queued} trial(s) queued now, running on {torch_device}"
+    )
+    failed_here = _sweep(study, space, torch_device, wandb_mode, wandb_project)
+    if not no_report:
+        _write_report(study, reports_dir)
+    if failed_here:
+        raise SystemExit(1)
+
+
+def _sweep(
+    study: optuna.Study, space: SpaceConfig, torch_device: torch.device, wandb_mode: str, wandb_project: str | None
+) -> int:
+    """Claim and run queued trials of `study` until none is left; print what happened.
+    Returns how many of the trials run here failed (the exit code is 1 if any did)."""
     before = counts(study)
     total = sum(before.values())
     done = sum(before[k] for k in FINISHED_OUTCOMES)
-    console.print(f"study {name!r} in {describe_storage(storage)}: {total} trials, {done} finished, {queued} to run "
-                  f"on {torch_device}")
     mode = resolve_wandb_mode(wandb_mode)
     tracker = make_tracker(mode, wandb_project or "ablations", Path("runs"))
     from ablations.trial import run_trial
@@ -155,22 +203,20 @@ def run(
     started = time.perf_counter()
     maximize = space.objective.direction == "maximize"
     with SweepDisplay(console, total, done, space.objective.metric, maximize) as display:
+
         def run_one(trial, task):  # noqa: ANN001, ANN202 - glue between queue, trial and display
             display.started(task)
             display.finished(run_trial(study, trial, task, space, tracker, torch_device))
 
         ran = run_sweep(study, run_one)
     after = counts(study)
-    console.print(
-        f"ran {ran} trial(s) in {time.perf_counter() - started:.1f}s · " + _counts_text(after)
-    )
+    console.print(f"ran {ran} trial(s) in {time.perf_counter() - started:.1f}s · " + _counts_text(after))
     if isinstance(tracker, WandbTracker) and tracker.offline_dirs:
-        console.print(f"W&B runs were written offline; to upload them: wandb sync {tracker.directory}/wandb/offline-run-*")
+        console.print(
+            f"W&B runs were written offline; to upload them: wandb sync {tracker.directory}/wandb/offline-run-*"
+        )
         console.print(f"  or browse them here: wandb leet {tracker.directory}/wandb")
-    if not no_report:
-        _write_report(study, reports_dir)
-    if after["failed"]:
-        raise SystemExit(1)
+    return display.outcomes["failed"]
 
 
 def _counts_text(by_outcome: dict[str, int]) -> str:
@@ -178,11 +224,32 @@ def _counts_text(by_outcome: dict[str, int]) -> str:
     return ", ".join(f"{by_outcome[k]} {k}" for k in order if by_outcome.get(k))
 
 
-def _write_report(study, reports_dir: Path) -> None:  # noqa: ANN001
+def _write_report(study: optuna.Study, reports_dir: Path) -> None:
     from ablations.report import write_report
 
     path = write_report(study, reports_dir / study.study_name)
     console.print(f"report: {path}")
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study to join.")
+@storage_option
+@click.option("--wandb", "wandb_mode", type=click.Choice(WANDB_MODES), default="auto", show_default=True)
+@click.option("--wandb-project", default=None, envvar="WANDB_PROJECT", help="W&B project. Default: ablations.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads. Default: cores - 1.")
+def worker(
+    study_name: str, storage: str | None, wandb_mode: str, wandb_project: str | None, device: str, threads: int | None
+) -> None:
+    """Join STUDY from any machine: run its queued trials until none is left (no report)."""
+    torch_device = resolve_device(device)
+    torch.set_num_threads(cpu_threads(threads))
+    study = load_existing(open_storage(storage), study_name, storage)
+    space = validate_space(study.user_attrs["space"], source=f"study {study_name}")
+    study.pruner = make_pruner(space.pruner.name, space.pruner.args)
+    console.print(f"joined study {study_name!r} in {describe_storage(storage)} on {torch_device}")
+    if _sweep(study, space, torch_device, wandb_mode, wandb_project):
+        raise SystemExit(1)
 
 
 # ------------------------------------------------------------------------------------------ status / report
@@ -227,15 +294,12 @@ def main(argv: list[str] | None = None) -> None:
     except AblationError as err:
         err_console.print(f"error: {err}", soft_wrap=True)
         raise SystemExit(2) from None
-    except click.exceptions.Abort:
-        err_console.print("interrupted")
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        err_console.print("interrupted: finished trials are saved; run the same command again to resume")
         raise SystemExit(130) from None
     except click.ClickException as err:
         err.show()
         raise SystemExit(err.exit_code) from None
-    except KeyboardInterrupt:
-        err_console.print("interrupted: finished trials are saved; run the same command again to resume")
-        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -27,3 +28,15 @@ def resolve_device(option: str) -> torch.device:
             f"numbered 0..{torch.cuda.device_count() - 1}"
         )
     return device
+
+
+def cpu_threads(option: int | None, workers: int = 1) -> int:
+    """Torch threads per worker. Auto leaves one core for the W&B service and the storage, and
+    splits the rest between workers: small models gain nothing from intra-op threads, and an
+    OpenMP pool that competes for a busy core spins and slows an epoch down tenfold."""
+    if option is not None:
+        if option < 1:
+            raise AblationError(f"--threads {option}: give a positive number of threads per worker")
+        return option
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, (cores - 1) // max(1, workers))

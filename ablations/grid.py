@@ -56,7 +56,7 @@ DESIGNS: Registry[Callable[[SpaceConfig], list[Cell]]] = Registry("design")
 def full_factorial(space: SpaceConfig) -> list[Cell]:
     """Every combination of every factor's levels."""
     keys = list(space.factors)
-    return [Cell(dict(zip(keys, combo))) for combo in itertools.product(*(space.factors[k] for k in keys))]
+    return [Cell(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*(space.factors[k] for k in keys))]
 
 
 def cells_of(space: SpaceConfig) -> list[Cell]:

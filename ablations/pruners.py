@@ -1,6 +1,6 @@
 """Optuna pruners by name, with their keyword arguments taken from the search space YAML.
 
-    pruner: {name: median, n_startup_trials: 4, n_warmup_steps: 2}
+pruner: {name: median, n_startup_trials: 4, n_warmup_steps: 2}
 """
 
 from __future__ import annotations

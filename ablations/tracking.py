@@ -63,7 +63,9 @@ class WandbTracker:
         self._run: Any = None
 
     def _failed(self, what: str, err: Exception) -> None:
-        log.warning("W&B %s failed (%s: %s); the trial goes on, the study keeps its results", what, type(err).__name__, err)
+        log.warning(
+            "W&B %s failed (%s: %s); the trial goes on, the study keeps its results", what, type(err).__name__, err
+        )
         self._run = None
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
@@ -78,7 +80,7 @@ class WandbTracker:
                 job_type="trial",
                 config=config,
                 mode=self.mode,
-                dir=str(self.directory),
+                dir=str(self.directory.resolve()),  # the W&B service keeps its own cwd
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True),
             )
         except Exception as err:  # noqa: BLE001 - W&B must never stop the sweep
@@ -98,7 +100,7 @@ class WandbTracker:
         run, self._run = self._run, None
         try:
             run.summary.update(summary)
-            where = run.path if self.mode == "online" else str(Path(run.dir).parent)
+            where = run.path if self.mode == "online" else str(Path(run.dir).parent.resolve())
             run.finish()
         except Exception as err:  # noqa: BLE001
             self._failed("finish", err)

@@ -7,9 +7,9 @@ trial of a study sees the same examples and differences between cells come from 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,13 +30,12 @@ class Split:
     def to(self, device: torch.device) -> Split:
         return Split(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled batches when a generator is given, else in order (for evaluation)."""
         n = len(self)
-        if generator is None:
-            order = None
-        else:
-            order = torch.randperm(n, generator=generator).to(self.x.device)
+        order = None if generator is None else torch.randperm(n, generator=generator).to(self.x.device)
         for start in range(0, n, batch_size):
             if order is None:
                 yield self.x[start : start + batch_size], self.y[start : start + batch_size]

@@ -1,0 +1,48 @@
+"""The shipped quickstart, as the README runs it: every cell x seed once, some pruned, a report
+whose tables and figures render, and a second run that trains nothing."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import optuna
+from markdown_it import MarkdownIt
+
+from ablations.study import open_storage
+from tests.conftest import ROOT
+
+QUICKSTART = str(ROOT / "search_spaces" / "quickstart.yaml")
+
+
+def test_quickstart_sweep_report_and_resume(ablate, tmp_path):
+    first = ablate("run", QUICKSTART)
+    assert first.code == 0, first.err
+    study = optuna.load_study(study_name="quickstart", storage=open_storage(None))
+    outcomes = Counter(t.user_attrs["outcome"] for t in study.trials)
+    keys = Counter(t.user_attrs["key"] for t in study.trials)
+    assert len(keys) == 27 * 3 and set(keys.values()) == {1}
+    assert outcomes["pruned"] >= 10 and outcomes["complete"] >= 10 and outcomes["failed"] == 0
+
+    # Real differences between levels: batch norm trains; no norm with N(0, 0.01^2) init does not.
+    def mean_of(norm: str, init: str) -> float:
+        values = [
+            t.value
+            for t in study.trials
+            if t.user_attrs["cell"]["model.norm"] == norm and t.user_attrs["cell"]["model.init"] == init
+        ]
+        return sum(values) / len(values)
+
+    assert mean_of("batch", "kaiming") > 0.9 and mean_of("none", "normal") < 0.2
+
+    report_dir = tmp_path / "reports" / "quickstart"
+    markdown = (report_dir / "report.md").read_text()
+    html = MarkdownIt("commonmark").enable("table").render(markdown)
+    assert html.count("<table>") == 1 + 1 + 3, "summary, leaderboard and one table per factor"
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert images and all((report_dir / src).is_file() for src in images)
+    assert "norm=batch" in markdown and "| none" in markdown
+
+    second = ablate("run", QUICKSTART)
+    assert second.code == 0 and "ran 0 trial(s)" in second.out
+    assert len(optuna.load_study(study_name="quickstart", storage=open_storage(None)).trials) == 81
