@@ -282,6 +282,8 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     factor = next((k for k in factors if full_key(k) == full_key(key)), None)
     if factor is not None or len(values) > 1:
         factors[factor or key] = values
+    elif key == "pruner.name":  # another pruner: the YAML's arguments were for the old one
+        raw["pruner"] = {"name": values[0]}
     elif key in SHORT_KEYS:
         _set_path(raw, SHORT_KEYS[key], values[0])
     else:
