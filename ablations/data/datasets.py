@@ -57,7 +57,7 @@ def prepare(
     """Raw batch -> network input: crop/flip on raw pixels, normalize to float, then cutout."""
     if augment is not None and gen is not None and augment.active:
         x = augment.geometric(x, gen)
-    x = x.float() if mean is None else (x.float() - mean) / std
+    x = x.float() if mean is None else x.to(torch.float32, copy=True).sub_(mean).div_(std)  # in place on a copy
     if augment is not None and gen is not None and augment.active:
         x = augment.erase(x, gen)
     return x
