@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import torchvision
 
 from ablations.config import DataConfig
 from ablations.data import load_dataset
@@ -127,3 +128,15 @@ def test_missing_cuda_device_is_bad_input(ablate, write_space):
         assert result.code == 2 and "no CUDA device is visible" in result.err and "--device cpu" in result.err
     result = ablate("run", str(space), "--device", "gpu")
     assert result.code == 2 and "expected auto, cpu, cuda or cuda:N" in result.err
+
+
+def test_failed_download_is_one_line_naming_the_folder(ablate, write_space, monkeypatch, tmp_path):
+    # A mirror that refuses connections stands in for a machine without network; the download
+    # itself runs through torchvision as it would for a user.
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    data = f"{{name: mnist, root: {tmp_path / 'data'}, download: true}}"
+    space = write_space(SPACE.format(name="offline", data=data, factors="{}", epochs=1))
+    result = ablate("run", str(space), "--device", "cpu")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result
+    assert f"download into {tmp_path / 'data' / 'MNIST' / 'raw'}/ failed" in result.err
+    assert "train-images-idx3-ubyte.gz" in result.err

@@ -29,7 +29,7 @@ def _download(cls: type, cfg: DataConfig, where: Path, wanted: str) -> None:
     try:
         cls(cfg.root, train=True, download=True)
     except Exception as err:  # noqa: BLE001 - no network, a proxy, a bad mirror: all the same to the user
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = " ".join(str(err).split())[:300] or type(err).__name__  # torchvision's is multi-line
         raise DataMissingError(
             f"data.name={cfg.name}: download into {where}/ failed ({reason}); put {wanted} there by hand"
         ) from None
