@@ -11,7 +11,8 @@ import torch
 import torchvision
 
 from ablations.config import DataConfig
-from ablations.data import load_dataset
+from ablations.data import DataMissingError, load_dataset
+from ablations.data.datasets import split_indices
 from ablations.study import open_storage
 from tests.data_files import write_cifar, write_mnist, write_png_folder
 
@@ -95,6 +96,28 @@ def test_image_folder_with_train_and_test_subfolders_uses_test_as_the_test_set(t
     loaded = load_dataset(DataConfig(name="image_folder", path=str(tmp_path / "pngs"), image_size=8))
     assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (16, 4, 6)
     assert loaded.train.x.shape[1:] == (3, 8, 8) and loaded.num_classes == 2
+
+
+def test_image_folder_subset_decodes_only_the_kept_images_and_matches_the_stream(tmp_path):
+    write_png_folder(tmp_path / "pngs", classes=3, per_class=20, size=8)
+    cfg = {"name": "image_folder", "path": str(tmp_path / "pngs"), "image_size": 8, "subset": 12, "workers": 0}
+    memory = load_dataset(DataConfig(**cfg))
+    stream = load_dataset(DataConfig(**cfg, in_memory=False))
+    for a, b in ((memory.train, stream.train), (memory.val, stream.val), (memory.test, stream.test)):
+        (xa, ya), (xb, yb) = (next(s.batches(100)) for s in (a, b))
+        assert len(ya) == len(yb) and torch.equal(ya, yb) and torch.equal(xa, xb)
+    assert (len(memory.train), len(memory.val), len(memory.test)) == (8, 2, 2)
+
+    idx = split_indices(60, None, DataConfig(**cfg))
+    kept = set(torch.cat([idx.train, idx.val, idx.test]).tolist())
+    files = [path for path, _ in torchvision.datasets.ImageFolder(str(tmp_path / "pngs")).samples]
+    Path(files[min(set(range(60)) - kept)]).write_bytes(b"not a png")
+    reload = DataConfig(**{**cfg, "workers": 1})  # another cache key, the same 12 images
+    assert len(load_dataset(reload).train) == 8  # the broken file is not among them, so never read
+    broken = files[min(kept)]
+    Path(broken).write_bytes(b"not a png")
+    with pytest.raises(DataMissingError, match=f"{broken} cannot be read as an image"):
+        load_dataset(DataConfig(**{**cfg, "workers": 2}))
 
 
 @pytest.mark.parametrize(

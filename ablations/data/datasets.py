@@ -39,12 +39,20 @@ class DataMissingError(AblationError):
 
 
 @dataclass(frozen=True)
+class SplitIndices:
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor  # into the official test set when there is one, else into the training pool
+
+
+@dataclass(frozen=True)
 class Raw:
     x: torch.Tensor  # (N, C, H, W): uint8 pixels, or float features (normalized here, eagerly)
     y: torch.Tensor  # (N,) int64 labels
     num_classes: int
     test_x: torch.Tensor | None = None  # the official test set, if the dataset has one
     test_y: torch.Tensor | None = None
+    splits: SplitIndices | None = None  # when the source chose the splits itself (to decode only those)
 
 
 def prepare(
@@ -164,13 +172,6 @@ DATASETS: Registry[Source] = Registry("dataset")
 # ---------------------------------------------------------------- splits and normalization
 
 
-@dataclass(frozen=True)
-class SplitIndices:
-    train: torch.Tensor
-    val: torch.Tensor
-    test: torch.Tensor  # into the official test set when there is one, else into the training pool
-
-
 def split_indices(n: int, n_official_test: int | None, cfg: DataConfig) -> SplitIndices:
     """Val (and test, when the dataset has no official one) carved at random from the training
     pool, fixed by `split_seed`; `subset` keeps a random part of the pool and the same fraction of
@@ -238,7 +239,7 @@ def normalization(cfg: DataConfig, train_x: torch.Tensor, source: Source) -> tup
 
 def build(cfg: DataConfig, raw: Raw, source: Source) -> Dataset:
     official = None if raw.test_x is None else len(raw.test_x)
-    idx = split_indices(len(raw.y), official, cfg)
+    idx = raw.splits or split_indices(len(raw.y), official, cfg)
     test_x, test_y = (raw.x, raw.y) if raw.test_x is None else (raw.test_x, raw.test_y)
     mean, std = normalization(cfg, raw.x[idx.train], source)
 

@@ -32,6 +32,7 @@ from ablations.data.datasets import (
     Raw,
     Shape,
     Source,
+    SplitIndices,
     normalization,
     prepare,
     split_indices,
@@ -95,16 +96,35 @@ def _info(cfg: DataConfig) -> tuple[Shape, int]:
     return (3, cfg.image_size, cfg.image_size), len(classes)
 
 
-def _decode_all(folder: tv.ImageFolder) -> tuple[torch.Tensor, torch.Tensor]:
-    images = [folder[i][0] for i in range(len(folder))]
-    return torch.stack(images), torch.tensor(folder.targets, dtype=torch.long)
+def _decode(folder: tv.ImageFolder, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    images = []
+    for i in indices.tolist():
+        try:
+            images.append(folder[i][0])
+        except OSError as err:  # PIL's UnidentifiedImageError, a truncated file
+            path = folder.samples[i][0]
+            raise DataMissingError(
+                f"data.path: {path} cannot be read as an image ({err}); replace or remove it"
+            ) from None
+    targets = torch.tensor(folder.targets, dtype=torch.long)
+    return torch.stack(images), targets[indices]
 
 
 def _load(cfg: DataConfig) -> Raw:
+    """Decode only the images the splits keep: with `data.subset`, a quick run on a large folder
+    reads a few files, not all of them."""
     train, test = _folders(cfg)
-    x, y = _decode_all(train)
-    test_x, test_y = (None, None) if test is None else _decode_all(test)
-    return Raw(x, y, len(train.classes), test_x, test_y)
+    idx = split_indices(len(train), None if test is None else len(test), cfg)
+    pool = [idx.train, idx.val] + ([idx.test] if test is None else [])
+    needed = torch.cat(pool).unique()  # sorted
+    position = torch.full((len(train),), -1, dtype=torch.long)
+    position[needed] = torch.arange(len(needed))
+    x, y = _decode(train, needed)
+    if test is None:
+        return Raw(x, y, len(train.classes), splits=SplitIndices(*(position[i] for i in pool)))
+    test_x, test_y = _decode(test, idx.test)
+    splits = SplitIndices(position[idx.train], position[idx.val], torch.arange(len(idx.test)))
+    return Raw(x, y, len(train.classes), test_x, test_y, splits)
 
 
 @dataclass(frozen=True)
