@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ablations.config import SpaceConfig, load_space, short_key, validate_space
+from ablations.data import require_datasets
 from ablations.device import cpu_threads, resolve_device
 from ablations.errors import AblationError
 from ablations.grid import cells_of
@@ -100,18 +101,18 @@ def _pruner_text(space: SpaceConfig) -> str:
 
 
 def _print_model_variants(space: SpaceConfig, cells: list) -> None:
-    from ablations.data import load_dataset
+    from ablations.data import dataset_info
 
-    data = load_dataset(space.data)
+    input_shape, num_classes = dataset_info(space.data)  # shape and classes without loading the data
     variants: dict[str, tuple[int, str]] = {}
     for cell in cells:
         model_cfg = space.trial_config(cell.values).model
         key = model_cfg.model_dump_json()
         if key not in variants:
-            model = build_model(model_cfg, data.input_shape, data.num_classes)
+            model = build_model(model_cfg, input_shape, num_classes)
             label = " ".join(f"{short_key(k)}={v}" for k, v in cell.values.items() if k.startswith("model."))
             variants[key] = (count_parameters(model), label or "base model")
-    table = Table("model variant", "parameters", title=f"model variants on {space.data.name} {data.input_shape}")
+    table = Table("model variant", "parameters", title=f"model variants on {space.data.name} {input_shape}")
     for params, label in variants.values():
         table.add_row(label, f"{params:,}")
     console.print(table)
@@ -173,6 +174,7 @@ def run(
     space = load_space(space_file, list(overrides))
     torch_device = resolve_device(device)
     torch.set_num_threads(cpu_threads(threads))
+    require_datasets(space.trial_config(cell.values).data for cell in cells_of(space))  # missing files: exit 2 now
     name = study_name or space.name
     command = shlex.join(["ablate", *click.get_current_context().obj["argv"]])
     store = open_storage(storage)

@@ -77,7 +77,7 @@ def run_trial(
                 outcome = "pruned"
                 break
         if outcome == "complete":
-            test_acc = evaluate(model, data.test)[1]
+            test_acc = evaluate(model, data.test, precision=config.train.precision)[1]
     except KeyboardInterrupt:
         _finish(study, trial, tracker, history, "failed", None, "interrupted; the next run re-runs this cell", started)
         raise
