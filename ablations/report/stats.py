@@ -7,6 +7,7 @@ so a pruned trial counts at the epoch it stopped. Diverged and failed trials are
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,23 @@ def diff_ci(a: Any, b: Any, confidence: float = 0.95) -> tuple[float, float, flo
     return diff, diff - half, diff + half
 
 
+def paired_diff(
+    frame: pd.DataFrame, factor: str, level: Any, reference: Any, others: Sequence[str]
+) -> tuple[float, float, float, int]:
+    """mean(level) - mean(reference) over trials matched on every other factor and the seed.
+
+    Seeds are shared across cells (common random numbers), so a matched pair differs only in this
+    factor: the interval is a paired t interval over the pairs. Returns (diff, low, high, pairs).
+    """
+    keys = [*others, "seed"]
+    a = frame.loc[frame[factor] == level, [*keys, "objective"]].astype({k: str for k in keys})
+    b = frame.loc[frame[factor] == reference, [*keys, "objective"]].astype({k: str for k in keys})
+    pairs = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    d = (pairs["objective_a"] - pairs["objective_b"]).to_numpy()
+    mean, _, low, high = mean_ci(d)
+    return mean, low, high, len(d)
+
+
 def _outcomes(group: pd.DataFrame) -> str:
     counts = group["outcome"].value_counts()
     return ", ".join(f"{counts[o]} {o}" for o in ("complete", "pruned", "diverged", "failed") if o in counts)
@@ -82,11 +100,16 @@ def leaderboard(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     return _rank(pd.DataFrame(rows, columns=columns), "mean", direction).reset_index(drop=True)
 
 
-def level_table(trials: pd.DataFrame, factor: str, levels: list[Any], direction: str) -> pd.DataFrame:
+def level_table(
+    trials: pd.DataFrame, factor: str, levels: list[Any], direction: str, others: Sequence[str] = ()
+) -> pd.DataFrame:
     """One row per level of `factor`: its scored trials' statistics and its difference to the best level.
 
-    The comparison is marginal: each level pools every cell and seed it appears in. `delta` is the
-    level's mean minus the best level's mean, with a Welch 95% interval.
+    Each level pools every cell and seed it appears in. `delta` is the level's mean minus the best
+    level's mean. Its 95% interval is paired (`paired` > 0: the number of trials matched on the
+    `others` factors and the seed) when at least half of the smaller level finds a partner, which
+    removes the other factors' and the data order's variation; otherwise a Welch interval of the
+    pooled means (e.g. a random fraction of a grid, where few cells differ in one factor only).
     """
     seen = [v for v in trials[factor].dropna().drop_duplicates() if v not in levels]
     ok = scored(trials)
@@ -114,8 +137,16 @@ def level_table(trials: pd.DataFrame, factor: str, levels: list[Any], direction:
     table = pd.DataFrame(rows, columns=[*LEVEL_COLUMNS, "values"])
     table = _rank(table, "mean", direction).reset_index(drop=True)
     top = table["values"].iloc[0] if len(table) else np.array([])
-    deltas = [diff_ci(v, top) for v in table["values"]]
+    best_level = table["level"].iloc[0] if len(table) else None
+    deltas, paired = [], []
+    for level, values in zip(table["level"], table["values"], strict=True):
+        diff, low, high, n = paired_diff(ok, factor, level, best_level, others)
+        if n < 2 or n < min(len(values), len(top)) / 2:
+            (diff, low, high), n = diff_ci(values, top), 0
+        deltas.append((diff, low, high))
+        paired.append(n)
     table["delta"] = [d[0] for d in deltas]
     table["delta_low"] = [d[1] for d in deltas]
     table["delta_high"] = [d[2] for d in deltas]
+    table["paired"] = paired
     return table.drop(columns="values")
