@@ -13,15 +13,9 @@ from ablations.report.anova import factor_tests, interaction_tests, significant
 from ablations.report.budget import budget_comparison
 from ablations.report.importance import fanova_importance
 from ablations.report.stats import level_table, mean_ci, scored
-from ablations.report.text import DASH, fmt, intervals, table
+from ablations.report.text import DASH, fmt, intervals, pvalue, table
 
 Factors = dict[str, list[Any]]
-
-
-def _p(p: float) -> str:
-    if math.isnan(p):
-        return DASH
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def _f(f: float, df: int, df_error: int) -> str:
@@ -39,7 +33,7 @@ def _factor_tests(ok: pd.DataFrame, trials: pd.DataFrame, factors: Factors, dire
             "factor": tests["factor"],
             "levels": tests["levels"],
             "F (df, df error)": [_f(*r) for r in zip(tests["F"], tests["df"], tests["df_error"], strict=True)],
-            "p": [_p(p) for p in tests["p"]],
+            "p": [pvalue(p) for p in tests["p"]],
             "partial η²": [DASH if math.isnan(e) else f"{e:.3f}" for e in tests["eta2"]],
             "beyond seed noise": ["**yes**" if significant(p) else "no" for p in tests["p"]],
             "fANOVA importance": [f"{importance[f]:.3f}" if f in importance else DASH for f in tests["factor"]],
@@ -107,7 +101,7 @@ def _interactions(ok: pd.DataFrame, factors: Factors, metric: str) -> list[str]:
         lines += [
             f"### {a} × {b}",
             "",
-            f"{flag}: F = {_f(test['F'], test['df'], test['df_error'])}, p = {_p(test['p'])}, partial η² = {eta}",
+            f"{flag}: F = {_f(test['F'], test['df'], test['df_error'])}, p = {pvalue(test['p'])}, partial η² = {eta}",
             "",
             table(_pivot(ok, a, b, factors, metric)),
             "",

@@ -37,3 +37,9 @@ def table(frame: pd.DataFrame) -> str:
     numeric = [len(frame) > 0 and frame[c].str.match(_NUMBER).all() for c in frame.columns]
     align = ["right" if n else "left" for n in numeric]
     return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def pvalue(p: float) -> str:
+    if math.isnan(p):
+        return DASH
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
