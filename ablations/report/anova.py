@@ -26,32 +26,38 @@ PAIR_COLUMNS = ["a", "b", "df", "df_error", "F", "p", "eta2", "error"]
 ALPHA = 0.05
 
 
-def _codes(frame: pd.DataFrame, term: Sequence[str]) -> np.ndarray:
-    """One-hot columns of a term (a factor, or the joint levels of several)."""
-    joint = frame[list(term)].astype(str).agg("\x1f".join, axis=1)
-    codes, uniques = pd.factorize(joint, sort=True)
-    return np.eye(len(uniques))[codes]
+class _Model:
+    """The factors of a table as integer codes, so the many nested fits below stay plain numpy."""
 
+    def __init__(self, frame: pd.DataFrame, factors: Sequence[str]) -> None:
+        self.y = frame["objective"].to_numpy(float)
+        self.codes = {f: pd.factorize(frame[f].astype(str), sort=True)[0] for f in factors}
 
-def _fit(y: np.ndarray, frame: pd.DataFrame, terms: Sequence[Sequence[str]]) -> tuple[float, int]:
-    """Residual sum of squares and rank of the linear model with an intercept and these terms."""
-    x = np.column_stack([np.ones(len(y)), *(_codes(frame, t) for t in terms)])
-    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ beta
-    return float(resid @ resid), int(np.linalg.matrix_rank(x))
+    def onehot(self, term: Sequence[str]) -> np.ndarray:
+        """One-hot columns of a term (a factor, or the joint levels of several)."""
+        joint = np.stack([self.codes[f] for f in term], axis=1)
+        _, inverse = np.unique(joint, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        return np.eye(inverse.max() + 1)[inverse]
+
+    def fit(self, terms: Sequence[Sequence[str]]) -> tuple[float, int]:
+        """Residual sum of squares and rank of the linear model with an intercept and these terms."""
+        x = np.column_stack([np.ones(len(self.y)), *(self.onehot(t) for t in terms)])
+        beta, *_ = np.linalg.lstsq(x, self.y, rcond=None)
+        resid = self.y - x @ beta
+        return float(resid @ resid), int(np.linalg.matrix_rank(x))
+
+    def pure_error(self, factors: list[str]) -> tuple[float, int]:
+        if not factors:
+            return float(((self.y - self.y.mean()) ** 2).sum()), len(self.y) - 1
+        rss, rank = self.fit([factors])
+        return rss, len(self.y) - rank
 
 
 def _usable(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
     frame = frame[frame["objective"].notna()]
     varying = [f for f in factors if frame[f].astype(str).nunique() > 1]
     return frame, varying
-
-
-def _pure_error(y: np.ndarray, frame: pd.DataFrame, factors: list[str]) -> tuple[float, int]:
-    if not factors:
-        return float(((y - y.mean()) ** 2).sum()), len(y) - 1
-    rss, rank = _fit(y, frame, [factors])
-    return rss, len(y) - rank
 
 
 def _ftest(ss: float, df: int, rss_error: float, df_error: int) -> tuple[float, float, float]:
@@ -70,14 +76,15 @@ def factor_tests(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
     frame, varying = _usable(frame, factors)
     rows = []
     if varying and len(frame) > 1:
-        y = frame["objective"].to_numpy(float)
-        rss_pe, df_pe = _pure_error(y, frame, varying)
-        full_rss, full_rank = _fit(y, frame, [[f] for f in varying])
+        model = _Model(frame, varying)
+        y = model.y
+        rss_pe, df_pe = model.pure_error(varying)
+        full_rss, full_rank = model.fit([[f] for f in varying])
         error = "seed noise"
         if df_pe <= 0:  # one trial per cell: the additive model's residual stands in
             rss_pe, df_pe, error = full_rss, len(y) - full_rank, "additive residual"
         for factor in varying:
-            rss, rank = _fit(y, frame, [[f] for f in varying if f != factor])
+            rss, rank = model.fit([[f] for f in varying if f != factor])
             f, p, eta2 = _ftest(rss - full_rss, full_rank - rank, rss_pe, df_pe)
             levels = frame[factor].astype(str).nunique()
             rows.append([factor, levels, full_rank - rank, df_pe, f, p, eta2, error])
@@ -90,13 +97,14 @@ def interaction_tests(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFra
     frame, varying = _usable(frame, factors)
     rows = []
     if len(varying) >= 2:
-        y = frame["objective"].to_numpy(float)
-        rss_pe, df_pe = _pure_error(y, frame, varying)
+        model = _Model(frame, varying)
+        y = model.y
+        rss_pe, df_pe = model.pure_error(varying)
         mains = [[f] for f in varying]
-        add_rss, add_rank = _fit(y, frame, mains)
+        add_rss, add_rank = model.fit(mains)
         for i, a in enumerate(varying):
             for b in varying[i + 1 :]:
-                rss, rank = _fit(y, frame, [*mains, [a, b]])
+                rss, rank = model.fit([*mains, [a, b]])
                 if rank <= add_rank:
                     continue  # e.g. a one-at-a-time design: no cell changes a and b together
                 error_rss, error_df, error = rss_pe, df_pe, "seed noise"

@@ -51,21 +51,28 @@ def diff_ci(a: Any, b: Any, confidence: float = 0.95) -> tuple[float, float, flo
     return diff, diff - half, diff + half
 
 
-def paired_diff(
-    frame: pd.DataFrame, factor: str, level: Any, reference: Any, others: Sequence[str]
-) -> tuple[float, float, float, int]:
-    """mean(level) - mean(reference) over trials matched on every other factor and the seed.
-
-    Seeds are shared across cells (common random numbers), so a matched pair differs only in this
-    factor: the interval is a paired t interval over the pairs. Returns (diff, low, high, pairs).
-    """
+def pair_keys(frame: pd.DataFrame, others: Sequence[str]) -> np.ndarray:
+    """An integer per row naming its other factors' levels and its seed: rows of two levels with the
+    same key differ only in the compared factor."""
     keys = [*others, "seed"]
-    a = frame.loc[frame[factor] == level, [*keys, "objective"]].astype({k: str for k in keys})
-    b = frame.loc[frame[factor] == reference, [*keys, "objective"]].astype({k: str for k in keys})
-    pairs = a.merge(b, on=keys, suffixes=("_a", "_b"))
-    d = (pairs["objective_a"] - pairs["objective_b"]).to_numpy()
-    mean, _, low, high = mean_ci(d)
-    return mean, low, high, len(d)
+    codes = np.stack([pd.factorize(frame[k].astype(str))[0] for k in keys], axis=1)
+    return np.unique(codes, axis=0, return_inverse=True)[1].ravel() if len(frame) else np.zeros(0, int)
+
+
+def paired_diff(
+    a: np.ndarray, keys_a: np.ndarray, b: np.ndarray, keys_b: np.ndarray
+) -> tuple[float, float, float, int]:
+    """mean(a) - mean(b) over the pairs with equal keys, with a paired t interval.
+
+    Seeds are shared across cells (common random numbers), so a matched pair differs only in the
+    compared factor. Returns (diff, low, high, pairs); no pairs when a key repeats within a level
+    (the keys leave out a factor that varies, so a partner would not be unique).
+    """
+    if len(np.unique(keys_a)) < len(keys_a) or len(np.unique(keys_b)) < len(keys_b):
+        return math.nan, math.nan, math.nan, 0
+    _, ia, ib = np.intersect1d(keys_a, keys_b, assume_unique=True, return_indices=True)
+    mean, _, low, high = mean_ci(a[ia] - b[ib])
+    return mean, low, high, len(ia)
 
 
 def _outcomes(group: pd.DataFrame) -> str:
@@ -113,10 +120,12 @@ def level_table(
     """
     seen = [v for v in trials[factor].dropna().drop_duplicates() if v not in levels]
     ok = scored(trials)
+    keys = pair_keys(ok, others)
     rows = []
     for level in [*levels, *seen]:
         group = trials[trials[factor] == level]
-        values = ok.loc[ok[factor] == level, "objective"].to_numpy()
+        mask = (ok[factor] == level).to_numpy()
+        values = ok["objective"].to_numpy()[mask]
         mean, std, low, high = mean_ci(values)
         best = (values.max() if direction == "maximize" else values.min()) if len(values) else math.nan
         rows.append(
@@ -132,15 +141,16 @@ def level_table(
                 "diverged": int((group["outcome"] == "diverged").sum()),
                 "failed": int((group["outcome"] == "failed").sum()),
                 "values": values,
+                "keys": keys[mask],
             }
         )
-    table = pd.DataFrame(rows, columns=[*LEVEL_COLUMNS, "values"])
+    table = pd.DataFrame(rows, columns=[*LEVEL_COLUMNS, "values", "keys"])
     table = _rank(table, "mean", direction).reset_index(drop=True)
     top = table["values"].iloc[0] if len(table) else np.array([])
-    best_level = table["level"].iloc[0] if len(table) else None
+    top_keys = table["keys"].iloc[0] if len(table) else np.array([])
     deltas, paired = [], []
-    for level, values in zip(table["level"], table["values"], strict=True):
-        diff, low, high, n = paired_diff(ok, factor, level, best_level, others)
+    for values, level_keys in zip(table["values"], table["keys"], strict=True):
+        diff, low, high, n = paired_diff(values, level_keys, top, top_keys)
         if n < 2 or n < min(len(values), len(top)) / 2:
             (diff, low, high), n = diff_ci(values, top), 0
         deltas.append((diff, low, high))
@@ -149,4 +159,4 @@ def level_table(
     table["delta_low"] = [d[1] for d in deltas]
     table["delta_high"] = [d[2] for d in deltas]
     table["paired"] = paired
-    return table.drop(columns="values")
+    return table.drop(columns=["values", "keys"])
