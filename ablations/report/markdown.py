@@ -27,7 +27,8 @@ def _duration(seconds: float) -> str:
 def _cell_count(space: dict[str, Any]) -> int:
     """Cells in the study's design (a one-at-a-time or random design runs fewer than the product)."""
     try:
-        return len(cells_of(validate_space(space)))
+        stored = {k: v for k, v in space.items() if k != "study"}  # `study` is the report's own addition
+        return len(cells_of(validate_space(stored)))
     except ConfigError:  # a space stored by another version: the full product is the best guess
         return math.prod(len(levels) for levels in space["factors"].values())
 
