@@ -21,6 +21,7 @@ import yaml
 from ablations.config import short_key
 from ablations.report.best import best_space
 from ablations.report.effect_figures import degradation, interaction_heatmaps
+from ablations.report.effects_md import pure_error_design
 from ablations.report.figures import learning_curves, level_means
 from ablations.report.html import write_html
 from ablations.report.markdown import render
@@ -49,7 +50,7 @@ def _figures(trials: pd.DataFrame, history: pd.DataFrame, space: dict[str, Any])
         (
             "interactions.png",
             f"Interactions: mean `{metric}` of every combination of two factors (scored trials)",
-            lambda out: interaction_heatmaps(trials, factors, metric, out),
+            lambda out: interaction_heatmaps(trials, factors, metric, out, pure_error_design(space)),
         ),
         (
             "degradation.png",

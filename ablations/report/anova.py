@@ -8,6 +8,9 @@ are projections inside the cell-means space, so the test stays exact with missin
 (pruned/diverged holes), provided the remaining terms describe the means. With one seed per cell
 there is no pure error; the residual of the additive model (plus the pair, for interactions)
 stands in, which also absorbs any other interaction and so only makes the tests conservative.
+The same residual is used on request (`pure_error=False`) for a sparse design such as a random
+fraction of the grid: there the factors are not orthogonal, so an interaction left out of the model
+leaks into the main effects, and testing against pure seed noise would call that leak significant.
 
 Effect size: partial eta squared, SS_effect / (SS_effect + SS_error).
 """
@@ -71,7 +74,7 @@ def _ftest(ss: float, df: int, rss_error: float, df_error: int) -> tuple[float, 
     return f, float(stats.f.sf(f, df, df_error)), eta2
 
 
-def factor_tests(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+def factor_tests(frame: pd.DataFrame, factors: Sequence[str], pure_error: bool = True) -> pd.DataFrame:
     """One row per factor with more than one observed level, ranked by effect size (largest first)."""
     frame, varying = _usable(frame, factors)
     rows = []
@@ -81,7 +84,7 @@ def factor_tests(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
         rss_pe, df_pe = model.pure_error(varying)
         full_rss, full_rank = model.fit([[f] for f in varying])
         error = "seed noise"
-        if df_pe <= 0:  # one trial per cell: the additive model's residual stands in
+        if df_pe <= 0 or not pure_error:  # see the module docstring
             rss_pe, df_pe, error = full_rss, len(y) - full_rank, "additive residual"
         for factor in varying:
             rss, rank = model.fit([[f] for f in varying if f != factor])
@@ -92,7 +95,7 @@ def factor_tests(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
     return table.sort_values("eta2", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def interaction_tests(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+def interaction_tests(frame: pd.DataFrame, factors: Sequence[str], pure_error: bool = True) -> pd.DataFrame:
     """One row per pair of varying factors whose interaction is estimable (crossed levels observed)."""
     frame, varying = _usable(frame, factors)
     rows = []
@@ -108,7 +111,7 @@ def interaction_tests(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFra
                 if rank <= add_rank:
                     continue  # e.g. a one-at-a-time design: no cell changes a and b together
                 error_rss, error_df, error = rss_pe, df_pe, "seed noise"
-                if df_pe <= 0:
+                if df_pe <= 0 or not pure_error:
                     error_rss, error_df, error = rss, len(y) - rank, "additive + pair residual"
                 f, p, eta2 = _ftest(add_rss - rss, rank - add_rank, error_rss, error_df)
                 rows.append([a, b, rank - add_rank, error_df, f, p, eta2, error])

@@ -17,10 +17,12 @@ DEPTH = "depth"
 RESIDUAL = ("residual", "model.residual")  # short name if the factor catalog registers one
 
 
-def interaction_heatmaps(trials: pd.DataFrame, factors: Factors, metric: str, out_dir: Path) -> str | None:
+def interaction_heatmaps(
+    trials: pd.DataFrame, factors: Factors, metric: str, out_dir: Path, pure_error: bool = True
+) -> str | None:
     """One heatmap of mean objective per estimable pair of factors; a flagged interaction says so in the title."""
     ok = scored(trials)
-    tests = interaction_tests(ok, list(factors))
+    tests = interaction_tests(ok, list(factors), pure_error=pure_error)
     if tests.empty:
         return None
     fig, axes = _grid(len(tests))

@@ -22,8 +22,8 @@ def _f(f: float, df: int, df_error: int) -> str:
     return DASH if math.isnan(f) else f"{f:.2f} ({df}, {df_error})"
 
 
-def _factor_tests(ok: pd.DataFrame, trials: pd.DataFrame, factors: Factors, direction: str) -> list[str]:
-    tests = factor_tests(ok, list(factors))
+def _factor_tests(ok: pd.DataFrame, trials: pd.DataFrame, factors: Factors, direction: str, pure: bool) -> list[str]:
+    tests = factor_tests(ok, list(factors), pure_error=pure)
     if tests.empty:
         return []
     importance = fanova_importance(trials, factors, direction)
@@ -40,11 +40,10 @@ def _factor_tests(ok: pd.DataFrame, trials: pd.DataFrame, factors: Factors, dire
         }
     )
     error = tests["error"].iloc[0]
-    noise = (
-        "the spread between seeds of the same cell (pure error)"
-        if error == "seed noise"
-        else "the residual of the additive model (one seed per cell, so no pure seed noise to compare with)"
-    )
+    noise = "the spread between seeds of the same cell (pure error)"
+    if error != "seed noise":
+        why = "one seed per cell leaves no pure seed noise" if pure else "a sparse design leaves the factors entangled"
+        noise = f"the residual of the additive model ({why}; this makes the test conservative)"
     return [
         "## Which factors matter",
         "",
@@ -82,8 +81,8 @@ def _levels(trials: pd.DataFrame, factors: Factors, factor: str, metric: str, di
     return [f"### {factor}", "", table(out), ""]
 
 
-def _interactions(ok: pd.DataFrame, factors: Factors, metric: str) -> list[str]:
-    tests = interaction_tests(ok, list(factors))
+def _interactions(ok: pd.DataFrame, factors: Factors, metric: str, pure: bool) -> list[str]:
+    tests = interaction_tests(ok, list(factors), pure_error=pure)
     if tests.empty:
         return []
     lines = [
@@ -210,6 +209,14 @@ def _ablation_table(ok: pd.DataFrame, trials: pd.DataFrame, space: dict[str, Any
     ]
 
 
+def pure_error_design(space: dict[str, Any]) -> bool:
+    """Whether the design keeps the factors orthogonal enough to test against pure seed noise:
+    the full factorial (balanced) and one-at-a-time (its additive model is saturated) do, a random
+    fraction does not."""
+    design = space.get("design") or "full"
+    return (design if isinstance(design, str) else design.get("name")) != "random"
+
+
 def effects_sections(trials: pd.DataFrame, history: pd.DataFrame | None, space: dict[str, Any]) -> list[str]:
     factors = {short_key(k): levels for k, levels in space["factors"].items()}
     if not factors:
@@ -217,10 +224,12 @@ def effects_sections(trials: pd.DataFrame, history: pd.DataFrame | None, space: 
     metric, direction = space["objective"]["metric"], space["objective"]["direction"]
     ok = scored(trials)
     design = space.get("design") or "full"
+    name = design if isinstance(design, str) else design.get("name")
+    pure = pure_error_design(space)
     lines = []
-    if isinstance(design, dict) and design.get("name") == "one_at_a_time":
+    if name == "one_at_a_time":
         lines += _ablation_table(ok, trials, space, metric)
-    lines += _factor_tests(ok, trials, factors, direction)
+    lines += _factor_tests(ok, trials, factors, direction, pure)
     lines += [
         "## Factors",
         "",
@@ -232,7 +241,7 @@ def effects_sections(trials: pd.DataFrame, history: pd.DataFrame | None, space: 
     ]
     for factor in factors:
         lines += _levels(trials, factors, factor, metric, direction)
-    lines += _interactions(ok, factors, metric)
+    lines += _interactions(ok, factors, metric, pure)
     if history is not None:
         lines += _budget(trials, history, factors, metric, direction)
     return lines

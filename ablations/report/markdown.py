@@ -40,7 +40,8 @@ def _design_text(space: dict[str, Any]) -> str:
     if design["name"] == "one_at_a_time":
         return ", one at a time from the baseline"
     size = f"{design['count']} cells" if design.get("count") else f"fraction {design['fraction']}"
-    return f", random {size} of the full grid (seed {design.get('seed', 0)})"
+    total = math.prod(len(levels) for levels in space["factors"].values())
+    return f", a random {size} of the {total}-cell full grid (seed {design.get('seed', 0)})"
 
 
 def _summary(trials: pd.DataFrame, space: dict[str, Any], pending: int) -> list[str]:
