@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from ablations.config import validate_space
 from ablations.errors import ConfigError
 from ablations.grid import DESIGNS, cells_of, grid_fingerprint
-from ablations.report import write_report
+from ablations.report import diagnostics_table, write_report
 from ablations.study import open_storage
 from tests.test_report import add, assert_renders, new_study, summary_rows
 
@@ -179,3 +179,14 @@ def test_report_two_studies_side_by_side(ablate, tmp_path):
     assert_renders(text, out, min_tables=4)
     missing = ablate("report", "digits", "nope", "--storage", storage_url)
     assert missing.code == 2 and "no study named 'nope'" in missing.err
+
+
+def test_diagnostics_are_read_from_the_trials_that_stored_them():
+    study = new_study({"norm": ["none", "batch"]}, seeds=1)
+    add(study, {"model.norm": "none"}, 0, "complete", 0.8)
+    assert diagnostics_table(study).empty and "diagnostics" in diagnostics_table(study).columns
+    stored = {"init": {"act_std": [1.0, 0.5]}, "epochs": [{"grad_norm": [0.1, 0.2]}]}
+    attrs = {"key": "batch/0", "cell": {"model.norm": "batch"}, "seed": 0, "outcome": "complete"}
+    study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={**attrs, "diagnostics": stored}))
+    table = diagnostics_table(study)
+    assert list(table["norm"]) == ["batch"] and table["diagnostics"].iloc[0] == stored

@@ -25,9 +25,9 @@ from ablations.report.effects_md import pure_error_design
 from ablations.report.figures import learning_curves, level_means
 from ablations.report.html import write_html
 from ablations.report.markdown import render
-from ablations.report.table import history_table, pending_count, space_of, trials_table
+from ablations.report.table import diagnostics_table, history_table, pending_count, space_of, trials_table
 
-__all__ = ["history_table", "trials_table", "write_report"]
+__all__ = ["diagnostics_table", "history_table", "trials_table", "write_report"]
 
 Draw = Callable[[Path], str | None]
 
