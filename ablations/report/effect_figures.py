@@ -37,7 +37,8 @@ def interaction_heatmaps(
         image = ax.imshow(grid, cmap="viridis", aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
             if not np.isnan(value):
-                ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="white", fontsize="small")
+                ink = "black" if image.norm(value) > 0.6 else "white"  # readable on viridis' light end
+                ax.text(j, i, f"{value:.3g}", ha="center", va="center", color=ink, fontsize="small")
         ax.set_xticks(range(len(factors[b])), [str(v) for v in factors[b]])
         ax.set_yticks(range(len(factors[a])), [str(v) for v in factors[a]])
         flag = "interaction p<0.05" if significant(test["p"]) else "no sig. interaction"
