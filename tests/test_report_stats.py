@@ -125,6 +125,16 @@ def test_one_seed_per_cell_falls_back_to_the_model_residual():
     assert tests.set_index("factor").loc["norm", "p"] < 0.05
 
 
+def test_a_sparse_design_tests_against_the_additive_residual():
+    planted = {"norm": NORM, "init": INIT, "act": ACT}
+    levels = {f: list(e) for f, e in planted.items()}
+    table = grid_table(simulate(planted_means(planted), replicates=1, seed=7)[0], levels, SEEDS)
+    pure, residual = factor_tests(table, list(levels)), factor_tests(table, list(levels), pure_error=False)
+    assert (pure["error"] == "seed noise").all() and (residual["error"] == "additive residual").all()
+    # The residual pools seed noise with the (here absent) interactions: more degrees of freedom.
+    assert (residual["df_error"] == 36 - (1 + 2 + 1 + 1)).all() and (pure["df_error"] == 24).all()
+
+
 def survivorship_study(seeds: int = 30, epochs: int = 6, rng_seed: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
     """adam and sgd have the same mean learning curve, but sgd's seeds spread widely and the pruner
     stops the worse half of sgd after epoch 2: its completed survivors look far better than sgd is."""
