@@ -23,7 +23,12 @@ def fanova_importance(trials: pd.DataFrame, factors: dict[str, list[Any]], direc
     varying = {f: levels for f, levels in factors.items() if done[f].astype(str).nunique() > 1}
     if len(done) < MIN_TRIALS or not varying:
         return {}
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction=direction)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a scratch study: no "study created" line
+    try:
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction=direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for _, row in done.iterrows():
         params = {f: row[f] for f in varying}
         # Levels read back from trials.csv may be strings of what the space holds (e.g. "0.1").
