@@ -226,10 +226,10 @@ def _counts_text(by_outcome: dict[str, int]) -> str:
     return ", ".join(f"{by_outcome[k]} {k}" for k in order if by_outcome.get(k))
 
 
-def _write_report(study: optuna.Study, reports_dir: Path) -> None:
+def _write_report(study: optuna.Study, reports_dir: Path, html: bool = False) -> None:
     from ablations.report import write_report
 
-    path = write_report(study, reports_dir / study.study_name)
+    path = write_report(study, reports_dir / study.study_name, html=html)
     console.print(f"report: {path}")
 
 
@@ -272,13 +272,29 @@ def status(study_name: str, storage: str | None) -> None:
 
 
 @cli.command()
-@click.argument("study_name", metavar="STUDY")
+@click.argument("study_names", metavar="STUDY [STUDY_B ...]", nargs=-1, required=True)
 @storage_option
 @reports_option
-def report(study_name: str, storage: str | None, reports_dir: Path) -> None:
-    """Write REPORTS_DIR/STUDY/report.md, trials.csv and figures from the study storage."""
-    study = load_existing(open_storage(storage), study_name, storage)
-    _write_report(study, reports_dir)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html"]),
+    default="md",
+    show_default=True,
+    help="html also writes report.html: the same report as one self-contained file (images inlined).",
+)
+def report(study_names: tuple[str, ...], storage: str | None, reports_dir: Path, fmt: str) -> None:
+    """Write REPORTS_DIR/STUDY/report.md, trials.csv and figures from the study storage.
+    With two or more studies: one side-by-side comparison in REPORTS_DIR/A_vs_B/."""
+    opened = open_storage(storage)
+    studies = [load_existing(opened, name, storage) for name in study_names]
+    if len(studies) == 1:
+        _write_report(studies[0], reports_dir, html=fmt == "html")
+        return
+    from ablations.report.compare import write_comparison
+
+    path = write_comparison(studies, reports_dir / "_vs_".join(study_names), html=fmt == "html")
+    console.print(f"report: {path}")
 
 
 # ------------------------------------------------------------------------------------------ entry

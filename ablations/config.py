@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ablations.data import DATASETS
 from ablations.errors import ConfigError
@@ -192,17 +201,69 @@ class PrunerConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class DesignConfig(Strict):
+    """Which cells of the factors' grid run (the designs are registered in ablations/grid.py).
+
+    `full`: every combination. `one_at_a_time`: the `baseline` cell (a level per factor; the first
+    level where not named), then each other level of each factor alone. `random`: a seeded random
+    `fraction` or `count` of the full grid's cells. In YAML either a name or a mapping, e.g.
+    `design: {name: random, fraction: 0.1, seed: 0}`.
+    """
+
+    name: str = "full"
+    baseline: dict[str, Any] | None = None
+    fraction: float | None = Field(None, gt=0, le=1)
+    count: int | None = Field(None, ge=1)
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ablations.grid import DESIGNS  # grid imports this module; the registry is ready by now
+
+        return _one_of(v, DESIGNS)
+
+    @model_validator(mode="after")
+    def _options(self) -> DesignConfig:
+        allowed = {"full": set(), "one_at_a_time": {"baseline"}, "random": {"fraction", "count", "seed"}}
+        given = {k for k in ("baseline", "fraction", "count") if getattr(self, k) is not None}
+        if self.seed != 0:
+            given.add("seed")
+        extra = given - allowed.get(self.name, given)
+        if extra:
+            keys = ", ".join(sorted(allowed[self.name])) or "none"
+            raise ValueError(f"{', '.join(sorted(extra))} does not apply to design {self.name!r}; its keys: {keys}")
+        if self.name == "random" and (self.fraction is None) == (self.count is None):
+            raise ValueError("design 'random' needs exactly one of `fraction` (0-1] or `count` (cells)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # `full` with no options dumps as the plain name, so fingerprints of earlier studies still match.
+        data = {k: v for k, v in handler(self).items() if v is not None}
+        return self.name if data == {"name": "full", "seed": 0} else data
+
+    def size(self, total: int) -> int:
+        """Cells a random design draws from a grid of `total` cells."""
+        return self.count if self.count is not None else max(1, round((self.fraction or 1.0) * total))
+
+
 class SpaceConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     seeds: int = Field(1, ge=1)
-    design: Literal["full"] = "full"
+    design: DesignConfig = DesignConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     pruner: PrunerConfig = PrunerConfig()
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     factors: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("design", mode="before")
+    @classmethod
+    def _design_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
     def base(self) -> dict[str, Any]:
         return {"data": self.data.model_dump(), "model": self.model.model_dump(), "train": self.train.model_dump()}
@@ -248,7 +309,38 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
         raise ConfigError(_describe(err, source)) from None
     for key, levels in space.factors.items():
         _check_factor(space, key, levels, source)
+    _check_design(space, source)
     return space
+
+
+def _check_design(space: SpaceConfig, source: str) -> None:
+    """Checks that need the factors: a baseline names factors and their levels; a count fits the grid.
+    Fills the baseline in (full keys, every factor) so the grid and the report read one form."""
+    design = space.design
+    if design.name == "one_at_a_time":
+        baseline = {full_key(str(k)): v for k, v in (design.baseline or {}).items()}
+        for key, level in baseline.items():
+            if key not in space.factors:
+                raise ConfigError(
+                    f"{source}: design.baseline.{short_key(key)}: not a factor; the baseline names a level "
+                    f"of each factor: {', '.join(short_key(k) for k in space.factors) or '(no factors)'}"
+                )
+            if level not in space.factors[key]:
+                allowed = ", ".join(str(v) for v in space.factors[key])
+                raise ConfigError(
+                    f"{source}: design.baseline.{short_key(key)}: {level!r} is not one of its levels; "
+                    f"allowed: {allowed}"
+                )
+        design.baseline = {k: baseline.get(k, levels[0]) for k, levels in space.factors.items()}
+    if design.name == "random" and design.count is not None:
+        total = 1
+        for levels in space.factors.values():
+            total *= len(levels)
+        if design.count > total:
+            raise ConfigError(
+                f"{source}: design.count: {design.count} is more than the {total} cells of the full grid; "
+                "lower it, or use `design: full`"
+            )
 
 
 def _check_factor(space: SpaceConfig, key: str, levels: list[Any], source: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,8 +60,35 @@ def full_factorial(space: SpaceConfig) -> list[Cell]:
     return [Cell(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*(space.factors[k] for k in keys))]
 
 
+@DESIGNS.register("one_at_a_time")
+def one_at_a_time(space: SpaceConfig) -> list[Cell]:
+    """The classic ablation table: the baseline cell, then each other level of each factor alone."""
+    base = dict(space.design.baseline or {k: levels[0] for k, levels in space.factors.items()})
+    cells = [Cell(base)]
+    for key, levels in space.factors.items():
+        cells.extend(Cell({**base, key: level}) for level in levels if level != base[key])
+    return cells
+
+
+@DESIGNS.register("random")
+def random_fraction(space: SpaceConfig) -> list[Cell]:
+    """A seeded random subset of the full grid, drawn by index so a huge grid is never listed."""
+    keys = list(space.factors)
+    sizes = [len(space.factors[k]) for k in keys]
+    total = math.prod(sizes)
+    picks = sorted(random.Random(space.design.seed).sample(range(total), space.design.size(total)))
+    cells = []
+    for index in picks:  # mixed-radix digits, last factor fastest: the order of the full factorial
+        values = {}
+        for key, size in zip(reversed(keys), reversed(sizes), strict=True):
+            index, digit = divmod(index, size)
+            values[key] = space.factors[key][digit]
+        cells.append(Cell({k: values[k] for k in keys}))
+    return cells
+
+
 def cells_of(space: SpaceConfig) -> list[Cell]:
-    return DESIGNS[space.design](space)
+    return DESIGNS[space.design.name](space)
 
 
 def schedule(space: SpaceConfig, study_name: str) -> list[Task]:

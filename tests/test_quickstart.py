@@ -7,8 +7,10 @@ import re
 from collections import Counter
 
 import optuna
+import yaml
 from markdown_it import MarkdownIt
 
+from ablations.config import validate_space
 from ablations.study import open_storage
 from tests.conftest import ROOT
 
@@ -38,10 +40,25 @@ def test_quickstart_sweep_report_and_resume(ablate, tmp_path):
     report_dir = tmp_path / "reports" / "quickstart"
     markdown = (report_dir / "report.md").read_text()
     html = MarkdownIt("commonmark").enable("table").render(markdown)
-    assert html.count("<table>") == 1 + 1 + 3, "summary, leaderboard and one table per factor"
+    pipe_blocks = len(re.findall(r"(?:^\|.*\n)+", markdown, flags=re.M))
+    # summary, leaderboard, factor tests, 3 factors, 3 interaction pivots, 3 pruning-aware tables
+    assert html.count("<table>") == pipe_blocks == 1 + 1 + 1 + 3 + 3 + 3, "every pipe table renders"
     images = re.findall(r'<img src="([^"]+)"', html)
-    assert images and all((report_dir / src).is_file() for src in images)
+    assert {"curves.png", "levels.png", "interactions.png"} <= set(images)
+    assert all((report_dir / src).is_file() for src in images)
     assert "norm=batch" in markdown and "| none" in markdown
+    tests = markdown.split("## Which factors matter")[1].split("\n## ")[0]
+    assert "| norm " in tests and "**yes**" in tests, "the planted-by-nature norm effect is called"
+
+    # The best cell is a runnable search space; --format html inlines every image.
+    best = validate_space(yaml.safe_load((report_dir / "best.yaml").read_text()))
+    assert best.factors == {} and best.model.norm == "batch"
+    again = ablate("report", "quickstart", "--format", "html", "--reports-dir", str(tmp_path / "again"))
+    assert again.code == 0, again.err
+    page = (tmp_path / "again" / "quickstart" / "report.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == len(images) and all(src.startswith("data:image/png;base64,") for src in srcs)
+    assert page.count("<table>") == pipe_blocks
 
     second = ablate("run", QUICKSTART)
     assert second.code == 0 and "ran 0 trial(s)" in second.out

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import pandas as pd
 
-from ablations.config import short_key
-from ablations.report.stats import leaderboard, level_table, scored
-
-DASH = "—"
-
-
-def fmt(x: Any, metric: str, signed: bool = False) -> str:
-    """Accuracies with four decimals (0.9123), losses with four significant digits."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return DASH
-    sign = "+" if signed else ""
-    return f"{x:{sign}.4f}" if metric.endswith("acc") else f"{x:{sign}.4g}"
-
-
-def _intervals(lows: pd.Series, highs: pd.Series, metric: str, signed: bool = False) -> list[str]:
-    def one(low: float, high: float) -> str:
-        if math.isnan(low) or math.isnan(high):
-            return DASH
-        return f"[{fmt(low, metric, signed)}, {fmt(high, metric, signed)}]"
-
-    return [one(low, high) for low, high in zip(lows, highs, strict=True)]
+from ablations.config import short_key, validate_space
+from ablations.errors import ConfigError
+from ablations.grid import cells_of
+from ablations.report.best import best_section
+from ablations.report.effects_md import effects_sections
+from ablations.report.stats import leaderboard, scored
+from ablations.report.text import DASH, fmt, table
 
 
 def _duration(seconds: float) -> str:
@@ -39,20 +24,29 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
-_NUMBER = re.compile(r"^[-+]?\d[\d.e+-]*( ± [\d.e+-]+)?$|^\[.*\]$|^—$")
+def _cell_count(space: dict[str, Any]) -> int:
+    """Cells in the study's design (a one-at-a-time or random design runs fewer than the product)."""
+    try:
+        stored = {k: v for k, v in space.items() if k != "study"}  # `study` is the report's own addition
+        return len(cells_of(validate_space(stored)))
+    except ConfigError:  # a space stored by another version: the full product is the best guess
+        return math.prod(len(levels) for levels in space["factors"].values())
 
 
-def _table(frame: pd.DataFrame) -> str:
-    # Cells are pre-formatted strings; numparse off so tabulate keeps "0.9000" as written.
-    frame = frame.map(lambda v: str(v).replace("|", "\\|").replace("\n", " "))
-    numeric = [len(frame) > 0 and frame[c].str.match(_NUMBER).all() for c in frame.columns]
-    align = ["right" if n else "left" for n in numeric]
-    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+def _design_text(space: dict[str, Any]) -> str:
+    design = space.get("design") or "full"
+    if isinstance(design, str) or design.get("name") == "full":
+        return ""
+    if design["name"] == "one_at_a_time":
+        return ", one at a time from the baseline"
+    size = f"{design['count']} cells" if design.get("count") else f"fraction {design['fraction']}"
+    total = math.prod(len(levels) for levels in space["factors"].values())
+    return f", a random {size} of the {total}-cell full grid (seed {design.get('seed', 0)})"
 
 
 def _summary(trials: pd.DataFrame, space: dict[str, Any], pending: int) -> list[str]:
     factors = space["factors"]
-    cells = math.prod(len(levels) for levels in factors.values())
+    cells = _cell_count(space)
     seeds = int(space.get("seeds", 1))
     epochs = (space.get("train") or {}).get("epochs")
     counts = trials["outcome"].value_counts()
@@ -61,7 +55,7 @@ def _summary(trials: pd.DataFrame, space: dict[str, Any], pending: int) -> list[
     design = " × ".join(f"{short_key(k)} ({len(v)})" for k, v in factors.items()) or "no factors"
     objective = space["objective"]
     rows = [
-        ("cells", f"{cells}: {design}"),
+        ("cells", f"{cells}: {design}{_design_text(space)}"),
         ("seeds per cell", str(seeds)),
         ("trials in the grid", f"{grid} (cells × seeds)"),
         *((o, str(counts.get(o, 0))) for o in ("complete", "pruned", "diverged", "failed")),
@@ -76,7 +70,7 @@ def _summary(trials: pd.DataFrame, space: dict[str, Any], pending: int) -> list[
         ("compute time", _duration(trials["wall_time"].sum(min_count=1))),
         ("objective", f"`{objective['metric']}`, {objective['direction']}"),
     ]
-    return ["## Summary", "", _table(pd.DataFrame(rows, columns=["", "value"])), ""]
+    return ["## Summary", "", table(pd.DataFrame(rows, columns=["", "value"])), ""]
 
 
 def _leaderboard(trials: pd.DataFrame, metric: str, direction: str) -> list[str]:
@@ -106,31 +100,9 @@ def _leaderboard(trials: pd.DataFrame, metric: str, direction: str) -> list[str]
         "Diverged and failed trials are not scored; they appear under outcomes. `n` is the number of scored "
         "trials; `test acc` averages completed trials only.",
         "",
-        _table(out),
+        table(out),
         "",
     ]
-
-
-def _factor(trials: pd.DataFrame, key: str, levels: list[Any], metric: str, direction: str) -> list[str]:
-    name = short_key(key)
-    table = level_table(trials, name, levels, direction)
-    out = pd.DataFrame(
-        {
-            "level": table["level"],
-            "n": table["n"],
-            "mean": [fmt(v, metric) for v in table["mean"]],
-            "std": [fmt(v, metric) for v in table["std"]],
-            "95% CI": _intervals(table["ci_low"], table["ci_high"], metric),
-            "best": [fmt(v, metric) for v in table["best"]],
-            "pruned": table["pruned"],
-            "diverged": table["diverged"],
-            "failed": table["failed"],
-            "Δ vs best": [fmt(v, metric, signed=True) for v in table["delta"]],
-            "Δ 95% CI": _intervals(table["delta_low"], table["delta_high"], metric, signed=True),
-        }
-    )
-    out.loc[0, ["Δ vs best", "Δ 95% CI"]] = DASH  # the best level itself
-    return [f"### {name}", "", _table(out), ""]
 
 
 def _last_line(error: Any) -> str:
@@ -148,7 +120,7 @@ def _failures(trials: pd.DataFrame) -> list[str]:
         "",
         "The last line of each error; the full text is in `trials.csv`.",
         "",
-        _table(out),
+        table(out),
         "",
     ]
 
@@ -159,6 +131,7 @@ def render(
     figures: dict[str, str],
     pending: int = 0,
     command: str | None = None,
+    history: pd.DataFrame | None = None,
 ) -> str:
     """The whole report. `figures` maps a caption to an image path relative to the report."""
     metric, direction = space["objective"]["metric"], space["objective"]["direction"]
@@ -172,17 +145,8 @@ def render(
         lines += ["## Results", "", f"**No results to compare:** {why}. Nothing is ranked below.", ""]
     else:
         lines += _leaderboard(trials, metric, direction)
-        if space["factors"]:
-            lines += [
-                "## Factors",
-                "",
-                f"Each level pools every cell and seed it appears in (scored trials only). Δ vs best is the "
-                f"level's mean `{metric}` minus the best level's, with a Welch 95% confidence interval; an "
-                "interval that excludes 0 marks a difference larger than the spread within levels.",
-                "",
-            ]
-            for key, levels in space["factors"].items():
-                lines += _factor(trials, key, levels, metric, direction)
+        lines += effects_sections(trials, history, space)
+        lines += best_section(trials, space)
     if figures:
         lines += ["## Figures", ""]
         for caption, path in figures.items():

@@ -151,3 +151,27 @@ def history_table(study: optuna.Study) -> pd.DataFrame:
         "seconds", "objective",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+def diagnostics_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial that stored per-layer diagnostics (trial user attr `diagnostics`), with its
+    factors and seed; the `diagnostics` column holds the stored object as it is, for the figures
+    of the factor catalog to read. Empty (same columns) when no trial stored any."""
+    space = space_of(study)
+    rows = []
+    for trial in latest_trials(study):
+        attrs = trial.user_attrs
+        if attrs.get("diagnostics") is None:
+            continue
+        cell = attrs.get("cell") or {}
+        rows.append(
+            {
+                "key": attrs.get("key", f"trial-{trial.number}"),
+                "cell": cell_label(cell, space),
+                **{short_key(k): cell.get(k) for k in space["factors"]},
+                "seed": attrs.get("seed"),
+                "outcome": outcome_of(trial),
+                "diagnostics": attrs["diagnostics"],
+            }
+        )
+    return pd.DataFrame(rows, columns=["key", "cell", *factor_names(space), "seed", "outcome", "diagnostics"])
