@@ -61,6 +61,7 @@ class WandbTracker:
         self.directory = directory
         self.offline_dirs: list[Path] = []
         self._run: Any = None
+        self._requirements_saved = False
 
     def _failed(self, what: str, err: Exception) -> None:
         log.warning(
@@ -81,8 +82,17 @@ class WandbTracker:
                 config=config,
                 mode=self.mode,
                 dir=str(self.directory.resolve()),  # the W&B service keeps its own cwd
-                settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True),
+                settings=wandb.Settings(
+                    console="off",
+                    silent=True,
+                    x_disable_stats=True,
+                    disable_git=True,
+                    # Listing the installed packages reads every package's metadata: ~0.4 s, more
+                    # than a small trial trains. They cannot change within a process: record once.
+                    x_save_requirements=not self._requirements_saved,
+                ),
             )
+            self._requirements_saved = True
         except Exception as err:  # noqa: BLE001 - W&B must never stop the sweep
             self._failed("init", err)
 
