@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 
 from ablations.config import short_key
+from ablations.report.diagnostics import write_diagnostics
 from ablations.report.figures import learning_curves, level_means
 from ablations.report.markdown import render
 from ablations.report.table import history_table, pending_count, space_of, trials_table
@@ -42,6 +43,11 @@ def write_report(study: optuna.Study, out_dir: Path) -> Path:
     figures = {caption: name for name, caption in captions.items() if name}
     command = study.user_attrs.get("command")
     text = render(trials, space, figures, pending=pending_count(study), command=command)
+    # Issue 3: per-layer diagnostics, a self-contained section placed before "## Reproduce".
+    section = write_diagnostics(study, out_dir)
+    if section:
+        head, sep, tail = text.partition("## Reproduce")
+        text = f"{head}{section}\n{sep}{tail}" if sep else f"{text}\n{section}"
     path = out_dir / "report.md"
     path.write_text(text)
     return path
