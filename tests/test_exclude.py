@@ -83,7 +83,7 @@ def test_other_rules_resnet_depth_and_zero_init_on_a_plain_net(write_space):
 def test_check_shows_parameter_counts_of_every_model_variant(ablate, write_space):
     path = write_space(
         SPACE.replace("[mlp, cnn]", "[resnet]")
-        .replace("depth: 3", "depth: 20")
+        .replace("depth: 3", "depth: 20, norm: batch")
         .replace("norm: [batch, instance, group]", "model.residual: [false, true]")
     )
     shown = ablate("check", str(path))
