@@ -142,11 +142,10 @@ def test_normal_std_is_configurable() -> None:
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_xavier_uniform_bound_is_gain_sqrt_6_over_fan_in_plus_fan_out(activation: str) -> None:
+def test_xavier_uniform_bound_is_sqrt_6_over_fan_in_plus_fan_out(activation: str) -> None:
     w = hidden("xavier_uniform", activation).weight.detach()
-    gain = activation_gain(activation)
-    assert_uniform(w, gain * math.sqrt(6 / (IN + WIDTH)))
-    assert_close_rel(std(w), gain * math.sqrt(2 / (IN + WIDTH)))
+    assert_uniform(w, math.sqrt(6 / (IN + WIDTH)))
+    assert_close_rel(std(w), math.sqrt(2 / (IN + WIDTH)))
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -162,7 +161,7 @@ def test_short_names_are_the_normal_variants() -> None:
     w = hidden("kaiming_normal").weight.detach()
     assert_close_rel(std(w), math.sqrt(2 / IN))
     assert_gaussian(w)
-    assert_close_rel(std(hidden("xavier_normal", "tanh").weight), 5 / 3 * math.sqrt(2 / (IN + WIDTH)))
+    assert_close_rel(std(hidden("xavier_normal", "tanh").weight), math.sqrt(2 / (IN + WIDTH)))
 
 
 @pytest.mark.parametrize(("arch", "activation"), [("mlp", "tanh"), ("mlp", "relu"), ("cnn", "relu")])

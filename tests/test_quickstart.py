@@ -38,7 +38,7 @@ def test_quickstart_sweep_report_and_resume(ablate, tmp_path):
     report_dir = tmp_path / "reports" / "quickstart"
     markdown = (report_dir / "report.md").read_text()
     html = MarkdownIt("commonmark").enable("table").render(markdown)
-    assert html.count("<table>") == 1 + 1 + 3, "summary, leaderboard and one table per factor"
+    assert html.count("<table>") == 1 + 1 + 3 + 1, "summary, leaderboard, one table per factor, diagnostics"
     images = re.findall(r'<img src="([^"]+)"', html)
     assert images and all((report_dir / src).is_file() for src in images)
     assert "norm=batch" in markdown and "| none" in markdown

@@ -122,9 +122,13 @@ def normal_init(model: nn.Module, ctx: InitContext) -> None:
     _apply(model, ctx, lambda w, gain: nn.init.normal_(w, 0.0, ctx.normal_std))
 
 
+# Xavier takes no activation gain: Glorot & Bengio 2010 derive it for units linear around 0
+# (tanh, softsign), and He et al. 2015's Xavier-vs-Kaiming comparison at 30 ReLU layers is exactly
+# sqrt(1/n)-like scaling against the relu gain sqrt(2); a relu gain here would make the two equal
+# on square layers and erase that comparison.
 def xavier_normal(model: nn.Module, ctx: InitContext) -> None:
-    """Glorot & Bengio 2010, normal variant: std = gain * sqrt(2 / (fan_in + fan_out))."""
-    _apply(model, ctx, lambda w, gain: nn.init.xavier_normal_(w, gain=gain))
+    """Glorot & Bengio 2010, normal variant: std = sqrt(2 / (fan_in + fan_out)), no activation gain."""
+    _apply(model, ctx, lambda w, gain: nn.init.xavier_normal_(w))
 
 
 INITS.register("xavier_normal")(xavier_normal)
@@ -133,8 +137,8 @@ INITS.register("xavier")(xavier_normal)  # the short name of the normal variant
 
 @INITS.register("xavier_uniform")
 def xavier_uniform(model: nn.Module, ctx: InitContext) -> None:
-    """Glorot & Bengio 2010, eq. 16: uniform(+-gain * sqrt(6 / (fan_in + fan_out)))."""
-    _apply(model, ctx, lambda w, gain: nn.init.xavier_uniform_(w, gain=gain))
+    """Glorot & Bengio 2010, eq. 16: uniform(+-sqrt(6 / (fan_in + fan_out))), no activation gain."""
+    _apply(model, ctx, lambda w, gain: nn.init.xavier_uniform_(w))
 
 
 def kaiming_normal(model: nn.Module, ctx: InitContext) -> None:
