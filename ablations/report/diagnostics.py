@@ -68,8 +68,13 @@ def _by_layer(table: pd.DataFrame, factors: dict[str, list[Any]], column: str, y
             rows = part if level is None else part[part[factor] == level]
             if rows.empty:
                 continue
+            # Cells of one level may differ in depth; averaging layer i of a 3- and a 48-layer net
+            # would draw a jump where neither has one, so each level shows its deepest variant.
+            layers = rows.groupby("key")["index"].transform("max")
+            rows = rows[layers == layers.max()]
             mean = rows.groupby("index")[column].mean()
-            ax.plot(mean.index, mean.to_numpy(), marker=".", label="mean" if level is None else str(level))
+            label = "mean" if level is None else str(level)
+            ax.plot(mean.index, mean.to_numpy(), marker=".", label=f"{label} ({int(layers.max())} layers)")
         values = part[column].to_numpy()
         if (values > 0).all() and values.max() / max(values.min(), 1e-300) > 100:
             ax.set_yscale("log")  # a collapse or an explosion spans orders of magnitude
@@ -88,10 +93,10 @@ def diagnostics_figures(table: pd.DataFrame, factors: dict[str, list[Any]], out_
         return {}
     acts, weights = table[table["kind"] == "act"], table[table["kind"] == "weight"]
     drawn = {
-        "Activation std by layer at initialisation, one batch of real data, mean over trials per level": (
-            _by_layer(acts, factors, "act_std", "activation std", out_dir, FIGURES[0])
-        ),
-        "Weight-gradient norm by layer at initialisation, after one backward pass, mean per level": (
+        "Activation std by layer at initialisation, one batch of real data, mean over the trials of each "
+        "level's deepest variant": (_by_layer(acts, factors, "act_std", "activation std", out_dir, FIGURES[0])),
+        "Weight-gradient norm by layer at initialisation, after one backward pass, mean over the trials of "
+        "each level's deepest variant": (
             _by_layer(weights, factors, "grad_norm", "gradient norm", out_dir, FIGURES[1])
         ),
     }
