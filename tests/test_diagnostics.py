@@ -167,3 +167,23 @@ def test_diagnostics_can_be_turned_off_without_changing_the_grid(ablate, write_s
     # Same study, diagnostics back on: the grid is the same, nothing is re-run.
     again = ablate("run", str(space), "--wandb", "disabled", "--no-report")
     assert again.code == 0 and "ran 0 trial(s)" in again.out
+
+
+def test_report_section_averages_per_level_from_the_table() -> None:
+    import pandas as pd
+
+    from ablations.report.diagnostics import diagnostics_section
+
+    rows = []
+    for key, init, stds, grads in [
+        ("a", "normal", [0.2, 0.02], [1.0, 4.0]),
+        ("b", "normal", [0.4, 0.04], [3.0, 4.0]),
+        ("c", "xavier", [0.6, 0.5], [2.0, 1.0]),
+    ]:
+        for i, s in enumerate(stds, 1):
+            rows.append({"key": key, "init": init, "kind": "act", "index": i, "act_std": s, "dead": 0.5})
+        for i, g in enumerate(grads, 1):
+            rows.append({"key": key, "init": init, "kind": "weight", "index": i, "grad_norm": g, "last": g / 2})
+    text = diagnostics_section(pd.DataFrame(rows), {"init": ["normal", "xavier"]}, {})
+    assert "| init | normal | 0.3 | 0.03 | 0.5 | 0.5 | 0.5 |" in text  # ratios 1/4 and 3/4 average 0.5
+    assert "| init | xavier | 0.6 | 0.5 | 0.5 | 2 | 2 |" in text

@@ -90,3 +90,9 @@ def test_check_shows_parameter_counts_of_every_model_variant(ablate, write_space
     assert shown.code == 0, shown.err
     # ResNet-20 on 1-channel 8x8 digits: 269,722 - 2 * 9 * 16 (the stem sees 1 channel, not 3).
     assert shown.out.count("269,434") == 2
+
+
+def test_a_base_config_that_makes_no_sense_is_refused(write_space):
+    path = write_space("name: b\nmodel: {arch: mlp, norm: instance}\n")
+    with pytest.raises(ConfigError, match="model: arch mlp: instance norm .* change the base config"):
+        load_space(path)
