@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ablations.config import SpaceConfig, incompatible_cells, load_space, short_key, validate_space
+from ablations.data import require_datasets
 from ablations.device import cpu_threads, resolve_device
 from ablations.errors import AblationError
 from ablations.grid import DESIGNS, cells_of
@@ -117,20 +118,20 @@ def _print_exclusions(space: SpaceConfig) -> None:
 
 
 def _print_model_variants(space: SpaceConfig, cells: list) -> None:
-    from ablations.data import load_dataset
+    from ablations.data import dataset_info
     from ablations.models import ARCHITECTURES
 
-    data = load_dataset(space.data)
+    input_shape, num_classes = dataset_info(space.data)  # shape and classes without loading the data
     variants: dict[str, tuple[int, str]] = {}
     for cell in cells:
         model_cfg = space.trial_config(cell.values).model
         key = model_cfg.model_dump_json()
         if key not in variants:
             # Uninitialised: the count does not depend on the init, and lsuv would need a batch.
-            model = ARCHITECTURES[model_cfg.arch](model_cfg, data.input_shape, data.num_classes)
+            model = ARCHITECTURES[model_cfg.arch](model_cfg, input_shape, num_classes)
             label = " ".join(f"{short_key(k)}={v}" for k, v in cell.values.items() if k.startswith("model."))
             variants[key] = (count_parameters(model), label or "base model")
-    table = Table("model variant", "parameters", title=f"model variants on {space.data.name} {data.input_shape}")
+    table = Table("model variant", "parameters", title=f"model variants on {space.data.name} {input_shape}")
     for params, label in variants.values():
         table.add_row(label, f"{params:,}")
     console.print(table)
@@ -192,6 +193,7 @@ def run(
     space = load_space(space_file, list(overrides))
     torch_device = resolve_device(device)
     torch.set_num_threads(cpu_threads(threads))
+    require_datasets(space.trial_config(cell.values).data for cell in cells_of(space))  # missing files: exit 2 now
     name = study_name or space.name
     command = shlex.join(["ablate", *click.get_current_context().obj["argv"]])
     store = open_storage(storage)

@@ -56,14 +56,60 @@ class Strict(BaseModel):
 
 class DataConfig(Strict):
     name: str = "digits"
+    root: str = Field("data", description="folder of the torchvision datasets (mnist, cifar10, ...)")
+    download: bool = Field(False, description="download a missing torchvision dataset into root")
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="only for data without an official test set")
     split_seed: int = 0
+    subset: int | float | None = Field(None, description="keep a fraction (0..1] or a count of the training set")
+    normalize: Literal["train", "standard", "none"] = "train"
+    # Augmentation of training batches, on the device.
+    crop_padding: int = Field(0, ge=0, description="random crop after zero padding by this many pixels")
+    flip: bool = False
+    cutout: int = Field(0, ge=0, description="side of the square cutout (0: none)")
+    # image_folder
+    path: str | None = None
+    image_size: int = Field(32, ge=1)
+    in_memory: bool = True
+    workers: int = Field(2, ge=0, description="DataLoader processes when in_memory is false")
+    # synthetic
+    synthetic_shape: tuple[int, int, int] = (3, 32, 32)
+    synthetic_size: int = Field(2000, ge=2)
+    synthetic_classes: int = Field(10, ge=2)
 
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
         return _one_of(v, DATASETS)
+
+    @field_validator("subset")
+    @classmethod
+    def _subset(cls, v: int | float | None) -> int | float | None:
+        if isinstance(v, float) and not 0 < v <= 1 or isinstance(v, int) and v < 1:
+            raise ValueError(f"give a fraction in (0, 1] or a count >= 1 (got {v!r})")
+        return v
+
+    @field_validator("synthetic_shape")
+    @classmethod
+    def _shape(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(v) < 1:
+            raise ValueError(f"give (channels, height, width), each >= 1 (got {list(v)})")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        source = DATASETS[self.name]
+        if self.normalize == "standard" and source.standard is None:
+            with_constants = [n for n in DATASETS.names() if DATASETS[n].standard is not None]
+            raise ValueError(
+                f"normalize: standard: {self.name} has no standard constants (those that do: "
+                f"{', '.join(with_constants)}); use normalize: train"
+            )
+        if self.name == "image_folder" and not self.path:
+            raise ValueError("image_folder needs data.path, a folder with one subfolder of images per class")
+        if not self.in_memory and source.stream is None:
+            raise ValueError(f"in_memory: false streams image folders only; {self.name} is always held in memory")
+        return self
 
 
 class ModelConfig(Strict):
@@ -113,6 +159,8 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(10, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype of the forward pass")
+    channels_last: bool = Field(False, description="NHWC memory format for conv nets (on CUDA)")
 
 
 class TrialConfig(Strict):
@@ -353,6 +401,8 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     factor = next((k for k in factors if full_key(k) == full_key(key)), None)
     if factor is not None or len(values) > 1:
         factors[factor or key] = values
+    elif key == "pruner.name":  # another pruner: the YAML's arguments were for the old one
+        raw["pruner"] = {"name": values[0]}
     elif key in SHORT_KEYS:
         _set_path(raw, SHORT_KEYS[key], values[0])
     else:

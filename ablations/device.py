@@ -16,7 +16,7 @@ def resolve_device(option: str) -> torch.device:
     if not DEVICE_PATTERN.match(option):
         raise AblationError(f"--device {option!r}: expected auto, cpu, cuda or cuda:N")
     if option == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return _prepare_cuda(torch.device("cuda")) if torch.cuda.is_available() else torch.device("cpu")
     if option == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
@@ -27,6 +27,17 @@ def resolve_device(option: str) -> torch.device:
             f"--device {option}: this machine has {torch.cuda.device_count()} CUDA device(s), "
             f"numbered 0..{torch.cuda.device_count() - 1}"
         )
+    return _prepare_cuda(device)
+
+
+def _prepare_cuda(device: torch.device) -> torch.device:
+    """An ablation trains the same input shapes hundreds of times, so cuDNN's autotuner pays for
+    itself; and with `cuda:N`, N becomes the current device so that nothing lands on GPU 0.
+    TF32 stays off: `train.precision` is the one switch that trades accuracy for speed."""
+    torch.backends.cudnn.benchmark = True
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    torch.cuda.set_device(device)
     return device
 
 

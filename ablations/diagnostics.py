@@ -34,9 +34,10 @@ def compact(x: float) -> float | None:
     return float(f"{x:.4g}") if math.isfinite(x) else None
 
 
-def first_batch(x: Tensor, y: Tensor, size: int = BATCH_SIZE) -> tuple[Tensor, Tensor]:
-    """The first `size` training examples: the same batch for every cell and seed of a study."""
-    return x[:size], y[:size]
+def first_batch(split: Any, size: int = BATCH_SIZE) -> tuple[Tensor, Tensor]:
+    """The first `size` examples of a split (a `Batches`), in order, normalised and not augmented:
+    the same batch for every cell and seed of a study."""
+    return next(iter(split.batches(size)))
 
 
 def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

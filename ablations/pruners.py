@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from ablations.cell_pruner import CellPruner
 from ablations.registry import Registry
 
 PRUNERS: Registry = Registry("pruner")
@@ -22,6 +23,8 @@ PRUNERS.register("percentile")(optuna.pruners.PercentilePruner)
 PRUNERS.register("successive_halving")(optuna.pruners.SuccessiveHalvingPruner)
 # Hyperband (Li et al. 2017): several successive-halving brackets with different aggressiveness.
 PRUNERS.register("hyperband")(optuna.pruners.HyperbandPruner)
+# Per-cell percentile rule: seeds are replicates, a cell is kept or stopped as a whole.
+PRUNERS.register("cell")(CellPruner)
 
 
 def check_pruner_args(name: str, args: dict[str, Any]) -> None:

@@ -42,15 +42,32 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """Mixed precision for the forward pass; fp32 leaves autocast off. Losses and the optimizer
+    stay in fp32 (autocast runs cross-entropy in fp32)."""
+    dtype = AMP_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def _memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, split: Split, batch_size: int = 1024, precision: str = "fp32", channels_last: bool = False
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a split, in eval mode."""
     model.eval()
-    loss_sum = torch.zeros((), device=split.x.device)
-    correct = torch.zeros((), device=split.x.device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=split.device)
+    correct = torch.zeros((), device=split.device, dtype=torch.long)
     for x, y in split.batches(batch_size):
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        with autocast(split.device, precision):
+            logits = model(_memory_format(x, channels_last))
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     return (loss_sum / len(split)).item(), (correct / len(split)).item()
 
@@ -59,30 +76,39 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int) -> Iterato
     """Train for `cfg.epochs`, yielding a record after each epoch; stop early on divergence.
 
     Losses are accumulated on the device and read once per epoch: a per-step `.item()` would
-    synchronise the device on every batch.
+    synchronise the device on every batch. The shuffle and the augmentations are seeded by `seed`,
+    the augmentations by a generator on the device, where they run.
     """
+    device = data.device
+    channels_last = cfg.channels_last and device.type == "cuda"  # NHWC pays off with cuDNN convolutions
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    # fp16 has too little range for small gradients: scale the loss (bf16 has fp32's range).
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     shuffle = torch.Generator().manual_seed(seed)
-    device = data.train.x.device
+    augment_gen = torch.Generator(device=device).manual_seed(seed)
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        for x, y in data.train.batches(cfg.batch_size, shuffle):
+        for x, y in data.train.batches(cfg.batch_size, shuffle, data.augment, augment_gen):
             if len(y) < 2:  # batch norm cannot normalise a batch of one; drop a lone straggler
                 continue
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with autocast(device, cfg.precision):
+                logits = model(_memory_format(x, channels_last))
+                loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach().float() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
         train_loss, train_acc = (loss_sum / seen).item(), (correct / seen).item()
-        val_loss, val_acc = evaluate(model, data.val)
+        val_loss, val_acc = evaluate(model, data.val, precision=cfg.precision, channels_last=channels_last)
         record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start)
         yield record
         if record.diverged:

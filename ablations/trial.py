@@ -65,7 +65,7 @@ def run_trial(
         config = space.trial_config(task.cell.values)
         torch.manual_seed(task.seed)
         data = load_dataset(config.data, device)
-        batch_x, batch_y = first_batch(data.train.x, data.train.y)  # for LSUV and the diagnostics
+        batch_x, batch_y = first_batch(data.train)  # for LSUV and the diagnostics
         model = build_model(config.model, data.input_shape, data.num_classes, batch_x).to(device)
         probe = Diagnostics(model, batch_x, batch_y) if space.diagnostics else None
         if probe:
@@ -87,7 +87,7 @@ def run_trial(
                 outcome = "pruned"
                 break
         if outcome == "complete":
-            test_acc = evaluate(model, data.test)[1]
+            test_acc = evaluate(model, data.test, precision=config.train.precision)[1]
     except KeyboardInterrupt:
         _finish(study, trial, tracker, history, "failed", None, "interrupted; the next run re-runs this cell", started)
         raise

@@ -32,7 +32,7 @@ def main() -> None:
     space = load_space("search_spaces/quickstart.yaml", [f"norm={args.norm}", "init=kaiming", "activation=relu"])
     config = space.trial_config({})
     data = load_dataset(config.data)
-    x, y = first_batch(data.train.x, data.train.y)
+    x, y = first_batch(data.train)
     train_s, diag_s = [], []
     for seed in range(args.repeats):
         torch.manual_seed(seed)

@@ -79,6 +79,9 @@ def test_overrides_set_base_values_and_replace_levels(write_space):
     assert space.factors["model.activation"] == ["relu", "tanh"]
     assert load_space(path, ["norm=batch"]).factors["model.norm"] == ["batch"]
     assert load_space(path, ["seeds=5"]).seeds == 5
+    other = load_space(path, ["pruner.name=median", "pruner.n_warmup_steps=2", "pruner.name=hyperband"])
+    assert other.pruner.name == "hyperband" and other.pruner.args == {}
+    assert load_space(path, ["pruner.name=median", "pruner.n_warmup_steps=2"]).pruner.args == {"n_warmup_steps": 2}
 
 
 def test_short_and_dotted_factor_keys_mean_the_same(write_space):

@@ -89,7 +89,7 @@ def tiny_data() -> Dataset:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 1, 8, 8, generator=g)
     y = (x.mean((1, 2, 3)) > 0).long()
-    return Dataset("tiny", Split(x[:150], y[:150]), Split(x[150:], y[150:]), Split(x[150:], y[150:]), 2)
+    return Dataset("tiny", Split(x[:150], y[:150]), Split(x[150:], y[150:]), Split(x[150:], y[150:]), 2, (1, 8, 8))
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])

@@ -1,5 +1,24 @@
-"""Datasets by name. Each loader returns a `Dataset` of tensors held in memory."""
+"""Datasets by name and the input pipeline. Importing the source modules registers their names."""
 
-from ablations.data.datasets import DATASETS, Dataset, Split, load_dataset
+from ablations.data import builtin, folder, vision  # noqa: F401 - registration
+from ablations.data.augment import Augment
+from ablations.data.datasets import (
+    DATASETS,
+    DataMissingError,
+    Dataset,
+    Split,
+    dataset_info,
+    load_dataset,
+    require_datasets,
+)
 
-__all__ = ["DATASETS", "Dataset", "Split", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "Augment",
+    "DataMissingError",
+    "Dataset",
+    "Split",
+    "dataset_info",
+    "load_dataset",
+    "require_datasets",
+]

@@ -1,106 +1,306 @@
-"""In-memory datasets: tensors on the training device, batches from an index permutation.
+"""Datasets as tensors on the training device; batches from an index permutation.
 
-The split into train/val/test depends only on `data.split_seed`, never on the trial seed, so every
+A source (one registered name) turns a `DataConfig` into `Raw` arrays: uint8 images (N, C, H, W)
+and labels, plus the official test set when the dataset has one. The code here carves the splits,
+computes the normalization and caches the result once per process and device. Images stay uint8
+on the device (a quarter of the memory of floats) and are normalized per batch, after the
+geometric augmentations and before cutout.
+
+The split into train/val(/test) depends only on `data.split_seed`, never on the trial seed, so every
 trial of a study sees the same examples and differences between cells come from the factors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from ablations.data.augment import Augment
+from ablations.errors import AblationError
 from ablations.registry import Registry
 
 if TYPE_CHECKING:
     from ablations.config import DataConfig
 
+Shape = tuple[int, ...]
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # per-channel mean and std, pixel values in [0, 1]
+# Fields that change how batches are made, not which examples are loaded: not part of the cache key.
+BATCH_FIELDS = {"crop_padding", "flip", "cutout"}
+
+
+class DataMissingError(AblationError):
+    """The files of a dataset are not where the config says; the message says what to put where."""
+
+
+@dataclass(frozen=True)
+class SplitIndices:
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor  # into the official test set when there is one, else into the training pool
+
+
+@dataclass(frozen=True)
+class Raw:
+    x: torch.Tensor  # (N, C, H, W): uint8 pixels, or float features (normalized here, eagerly)
+    y: torch.Tensor  # (N,) int64 labels
+    num_classes: int
+    test_x: torch.Tensor | None = None  # the official test set, if the dataset has one
+    test_y: torch.Tensor | None = None
+    splits: SplitIndices | None = None  # when the source chose the splits itself (to decode only those)
+
+
+def prepare(
+    x: torch.Tensor,
+    mean: torch.Tensor | None,
+    std: torch.Tensor | None,
+    augment: Augment | None,
+    gen: torch.Generator | None,
+) -> torch.Tensor:
+    """Raw batch -> network input: crop/flip on raw pixels, normalize to float, then cutout."""
+    if augment is not None and gen is not None and augment.active:
+        x = augment.geometric(x, gen)
+    x = x.float() if mean is None else x.to(torch.float32, copy=True).sub_(mean).div_(std)  # in place on a copy
+    if augment is not None and gen is not None and augment.active:
+        x = augment.erase(x, gen)
+    return x
+
+
+class Batches(Protocol):
+    """What the training loop needs from a split: the in-memory `Split` or a streamed folder."""
+
+    device: torch.device
+
+    def __len__(self) -> int: ...
+
+    def to(self, device: torch.device) -> Batches: ...
+
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        augment: Augment | None = None,
+        aug_generator: torch.Generator | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
 
 @dataclass(frozen=True)
 class Split:
-    x: torch.Tensor
+    x: torch.Tensor  # raw: uint8 images, or float features already normalized (then mean is None)
     y: torch.Tensor
+    mean: torch.Tensor | None = None  # (C, 1, 1) in the units of x
+    std: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
     def to(self, device: torch.device) -> Split:
-        return Split(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
+        return Split(*(None if t is None else _copy(t, device) for t in (self.x, self.y, self.mean, self.std)))
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        augment: Augment | None = None,
+        aug_generator: torch.Generator | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled batches when a generator is given, else in order (for evaluation)."""
         n = len(self)
-        order = None if generator is None else torch.randperm(n, generator=generator).to(self.x.device)
+        order = None if generator is None else torch.randperm(n, generator=generator).to(self.device)
         for start in range(0, n, batch_size):
             if order is None:
-                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+                x, y = self.x[start : start + batch_size], self.y[start : start + batch_size]
             else:
                 idx = order[start : start + batch_size]
-                yield self.x[idx], self.y[idx]
+                x, y = self.x[idx], self.y[idx]
+            yield prepare(x, self.mean, self.std, augment, aug_generator), y
+
+
+def _copy(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Pinned host memory lets the copy to a GPU run asynchronously (`non_blocking`)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: Batches
+    val: Batches
+    test: Batches
     num_classes: int
+    input_shape: Shape
+    augment: Augment = Augment()  # applied to training batches only
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
+    def device(self) -> torch.device:
+        return self.train.device
 
     def to(self, device: torch.device) -> Dataset:
-        return Dataset(self.name, self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes)
+        return dataclasses.replace(
+            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
+        )
 
 
-DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
+@dataclass(frozen=True)
+class Source:
+    """One dataset name: how to load it, and how to learn its shape and classes cheaply (for
+    `ablate check`, and to fail before a sweep when files are missing)."""
+
+    load: Callable[[DataConfig], Raw]
+    info: Callable[[DataConfig], tuple[Shape, int]]
+    standard: Stats | None = None  # the dataset's customary normalization constants
+    stream: Callable[[DataConfig], Dataset] | None = None  # a DataLoader path for data too large for memory
+
+    def __call__(self, cfg: DataConfig) -> Raw:
+        return self.load(cfg)
 
 
-def split_three(
-    x: torch.Tensor, y: torch.Tensor, val_fraction: float, test_fraction: float, split_seed: int
-) -> tuple[Split, Split, Split]:
-    """Random train/val/test split fixed by `split_seed`; normalised with train statistics only."""
-    n = len(y)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    if n - n_test - n_val < 1:
-        raise ValueError("val_fraction + test_fraction leave no training examples")
-    test_idx, val_idx, train_idx = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
-    mean, std = x[train_idx].mean(), x[train_idx].std().clamp_min(1e-8)
-
-    def make(idx: torch.Tensor) -> Split:
-        return Split(((x[idx] - mean) / std).contiguous(), y[idx].contiguous())
-
-    return make(train_idx), make(val_idx), make(test_idx)
+DATASETS: Registry[Source] = Registry("dataset")
 
 
-@DATASETS.register("digits")
-def digits(cfg: DataConfig) -> Dataset:
-    """scikit-learn's bundled UCI handwritten digits: 1,797 real 8x8 grey images, 10 classes."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8), values 0..16
-    y = torch.tensor(bunch.target, dtype=torch.long)
-    train, val, test = split_three(x, y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    return Dataset("digits", train, val, test, num_classes=10)
+# ---------------------------------------------------------------- splits and normalization
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(cfg_json: str) -> Dataset:
+def split_indices(n: int, n_official_test: int | None, cfg: DataConfig) -> SplitIndices:
+    """Val (and test, when the dataset has no official one) carved at random from the training
+    pool, fixed by `split_seed`; `subset` keeps a random part of the pool and the same fraction of
+    the official test set."""
+    gen = torch.Generator().manual_seed(cfg.split_seed)
+    order = torch.randperm(n, generator=gen)
+    keep = subset_size(cfg.subset, n)
+    order = order[:keep]
+    if n_official_test is None:
+        n_test = round(keep * cfg.test_fraction)
+        test, order = order[:n_test], order[n_test:]
+        n_val = round(keep * cfg.val_fraction)
+    else:
+        if keep == n:
+            test = torch.arange(n_official_test)
+        else:
+            m = max(1, round(n_official_test * keep / n))
+            test = torch.randperm(n_official_test, generator=gen)[:m].sort().values
+        n_val = round(keep * cfg.val_fraction)
+    val, train = order[:n_val], order[n_val:]
+    if len(train) < 1 or len(val) < 1 or len(test) < 1:
+        raise AblationError(
+            f"data.name={cfg.name}: {n} examples (subset {keep}) leave an empty train, val or test split; "
+            "use a larger data.subset or other val_fraction/test_fraction"
+        )
+    return SplitIndices(train, val, test)
+
+
+def subset_size(subset: float | int | None, n: int) -> int:
+    if subset is None:
+        return n
+    if isinstance(subset, float):
+        return max(1, round(n * subset))
+    return min(n, subset)
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over (N, H, W), in float64 chunks: exact for uint8 data of any size
+    without a float copy of the whole array."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk].to(torch.float64)
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    count = x.numel() // x.shape[1]
+    mean = total / count
+    var = (squares - count * mean.square()) / max(1, count - 1)
+    return mean.float(), var.clamp_min(0).sqrt().float().clamp_min(1e-8)
+
+
+def normalization(cfg: DataConfig, train_x: torch.Tensor, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) of shape (C, 1, 1) in the units of the raw data."""
+    scale = 255.0 if train_x.dtype == torch.uint8 else 1.0
+    if cfg.normalize == "train":
+        mean, std = channel_stats(train_x)
+    elif cfg.normalize == "standard":
+        assert source.standard is not None, "config validation lets `standard` through only with constants"
+        mean, std = (torch.tensor(v) * scale for v in source.standard)
+    else:  # none: pixels scaled to [0, 1]
+        channels = train_x.shape[1]
+        mean, std = torch.zeros(channels), torch.full((channels,), scale)
+    return mean.view(-1, 1, 1), std.view(-1, 1, 1)
+
+
+def build(cfg: DataConfig, raw: Raw, source: Source) -> Dataset:
+    official = None if raw.test_x is None else len(raw.test_x)
+    idx = raw.splits or split_indices(len(raw.y), official, cfg)
+    test_x, test_y = (raw.x, raw.y) if raw.test_x is None else (raw.test_x, raw.test_y)
+    mean, std = normalization(cfg, raw.x[idx.train], source)
+
+    def make(x: torch.Tensor, y: torch.Tensor) -> Split:
+        if x.is_floating_point():  # small float data: normalize once instead of every batch
+            return Split(((x - mean) / std).contiguous(), y.contiguous())
+        return Split(x.contiguous(), y.contiguous(), mean, std)
+
+    return Dataset(
+        cfg.name,
+        make(raw.x[idx.train], raw.y[idx.train]),
+        make(raw.x[idx.val], raw.y[idx.val]),
+        make(test_x[idx.test], test_y[idx.test]),
+        raw.num_classes,
+        tuple(raw.x.shape[1:]),
+    )
+
+
+# ---------------------------------------------------------------- loading, once per process
+
+
+def loading_key(cfg: DataConfig) -> str:
+    return json.dumps(cfg.model_dump(exclude=BATCH_FIELDS), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cpu(key: str) -> Dataset:
     from ablations.config import DataConfig
 
-    cfg = DataConfig.model_validate_json(cfg_json)
-    return DATASETS[cfg.name](cfg)
+    cfg = DataConfig.model_validate_json(key)
+    source = DATASETS[cfg.name]
+    if not cfg.in_memory:
+        assert source.stream is not None, "config validation lets in_memory: false through only for streams"
+        return source.stream(cfg)
+    return build(cfg, source(cfg), source)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_on(key: str, device: str) -> Dataset:
+    data = _load_cpu(key)
+    return data if device == "cpu" else data.to(torch.device(device))
 
 
 def load_dataset(cfg: DataConfig, device: torch.device | str = "cpu") -> Dataset:
-    """Load once per process (cached by config) and move to the training device."""
-    return _load_cached(cfg.model_dump_json()).to(torch.device(device))
+    """Load once per process and device (cached by the loading fields of the config); the
+    augmentation and loader settings of `cfg` come with the returned dataset."""
+    data = _load_on(loading_key(cfg), str(torch.device(device)))
+    return dataclasses.replace(data, augment=Augment(cfg.crop_padding, cfg.flip, cfg.cutout))
+
+
+def dataset_info(cfg: DataConfig) -> tuple[Shape, int]:
+    """(input_shape, num_classes) without loading the data; raises DataMissingError when the
+    files are not there (after downloading them, when `data.download` allows)."""
+    return DATASETS[cfg.name].info(cfg)
+
+
+def require_datasets(configs: Iterable[DataConfig]) -> None:
+    """Check (or download) every distinct dataset a sweep will use, before anything trains."""
+    seen: set[str] = set()
+    for cfg in configs:
+        key = loading_key(cfg)
+        if key not in seen:
+            seen.add(key)
+            dataset_info(cfg)

@@ -1,0 +1,160 @@
+"""Overhead of the suite over a minimal hand-written PyTorch loop, on the same cell and tensors.
+
+    python benchmarks/overhead.py [--trials 10] [--repeats 3] [--epochs 12]
+
+(a) a hand-written loop: the quickstart's best cell (4x64 MLP, batch norm, Kaiming, ReLU) as a
+    plain nn.Sequential, SGD, the same digits tensors, validation accuracy every epoch;
+(b) `ablate run` with its defaults (journal storage, W&B offline, progress display, report),
+    in-process, one cell x N seeds, no pruning.
+Prints markdown: the median wall time per trial of each, their ratio, and where (b)'s extra time
+goes (W&B, storage, report), timed by wrapping those calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ablations import cli, report, tracking  # noqa: E402
+from ablations.config import DataConfig  # noqa: E402
+from ablations.data import load_dataset  # noqa: E402
+from ablations.device import cpu_threads  # noqa: E402
+
+SPACE = """
+name: overhead
+seeds: {trials}
+pruner: {{name: none}}
+model: {{width: 64, depth: 4, norm: batch, init: kaiming, activation: relu}}
+train: {{optimizer: sgd, lr: 0.05, momentum: 0.9, batch_size: 64, epochs: {epochs}}}
+"""
+
+
+def hand_written_trial(epochs: int, seed: int) -> float:
+    data = load_dataset(DataConfig())
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    width_in = 64
+    for _ in range(4):
+        layers += [nn.Linear(width_in, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU()]
+        width_in = 64
+    layers.append(nn.Linear(64, 10))
+    model = nn.Sequential(*layers)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(seed)
+    x, y = data.train.x, data.train.y
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), 64):
+            idx = order[i : i + 64]
+            if len(idx) < 2:
+                continue
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            (model(data.val.x).argmax(1) == data.val.y).float().mean().item()
+    return time.perf_counter() - start
+
+
+class Timers:
+    """Wraps functions to add up the seconds spent in them, by category."""
+
+    def __init__(self) -> None:
+        self.seconds: collections.Counter[str] = collections.Counter()
+
+    def wrap(self, owner: object, name: str, category: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[category] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+
+def suite_run(trials: int, epochs: int, timers: Timers) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        space = Path(tmp) / "overhead.yaml"
+        space.write_text(textwrap.dedent(SPACE.format(trials=trials, epochs=epochs)))
+        start = time.perf_counter()
+        try:
+            cli.main(["run", str(space), "--wandb", "offline"])
+        except SystemExit as exit_:
+            if exit_.code:
+                raise
+        elapsed = time.perf_counter() - start
+        os.chdir(ROOT)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=12)
+    args = parser.parse_args()
+    os.environ.setdefault("WANDB_SILENT", "true")
+    torch.set_num_threads(cpu_threads(None))
+
+    timers = Timers()
+    timers.wrap(tracking.WandbTracker, "start", "W&B init")
+    timers.wrap(tracking.WandbTracker, "log", "W&B log")
+    timers.wrap(tracking.WandbTracker, "finish", "W&B finish")
+    for name in ("set_user_attr", "report", "should_prune"):
+        timers.wrap(optuna.Trial, name, "storage writes and pruner")
+    timers.wrap(optuna.Study, "tell", "storage writes and pruner")
+    timers.wrap(report, "write_report", "report")
+
+    hand_written_trial(1, 0)  # warm-up: imports, first allocation
+    hand = [hand_written_trial(args.epochs, seed) for _ in range(args.repeats) for seed in range(args.trials)]
+    suite = [suite_run(args.trials, args.epochs, timers) / args.trials for _ in range(args.repeats)]
+    hand_median, suite_median = statistics.median(hand), statistics.median(suite)
+    n_trials = args.trials * args.repeats
+
+    print(
+        f"## Overhead ({args.trials} trials x {args.epochs} epochs, {args.repeats} repeats, "
+        f"torch threads {torch.get_num_threads()})\n"
+    )
+    print("| loop | wall time per trial (median) |")
+    print("| --- | ---: |")
+    print(f"| hand-written PyTorch loop | {hand_median * 1000:.0f} ms |")
+    print(f"| `ablate run` (defaults: journal storage, W&B offline, progress, report) | {suite_median * 1000:.0f} ms |")
+    print(f"| **ratio** | **{suite_median / hand_median:.2f}** |\n")
+    print("| where the suite's extra time goes | per trial |")
+    print("| --- | ---: |")
+    for category, seconds in sorted(timers.seconds.items(), key=lambda kv: -kv[1]):
+        print(f"| {category} | {seconds / n_trials * 1000:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
