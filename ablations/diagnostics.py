@@ -36,8 +36,11 @@ def compact(x: float) -> float | None:
 
 def first_batch(split: Any, size: int = BATCH_SIZE) -> tuple[Tensor, Tensor]:
     """The first `size` examples of a split (a `Batches`), in order, normalised and not augmented:
-    the same batch for every cell and seed of a study."""
-    return next(iter(split.batches(size)))
+    the same batch for every cell and seed of a study. Under a forked random stream: a streamed
+    split's DataLoader draws a seed from the global one, which would change the model's init."""
+    device = split.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return next(iter(split.batches(size)))
 
 
 def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
