@@ -16,12 +16,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ablations.config import SpaceConfig, load_space, short_key, validate_space
+from ablations.config import SpaceConfig, incompatible_cells, load_space, short_key, validate_space
 from ablations.data import require_datasets
 from ablations.device import cpu_threads, resolve_device
 from ablations.errors import AblationError
-from ablations.grid import cells_of
-from ablations.models import build_model, count_parameters
+from ablations.grid import DESIGNS, cells_of
+from ablations.models import count_parameters
 from ablations.progress import SweepDisplay
 from ablations.pruners import make_pruner
 from ablations.study import (
@@ -89,6 +89,7 @@ def check(space_file: Path, overrides: tuple[str, ...]) -> None:
         factors.add_row(short_key(key), key, ", ".join(str(v) for v in levels))
     console.print(factors)
     trials = len(cells) * space.seeds
+    _print_exclusions(space)
     console.print(f"cells: {len(cells)}  x  seeds: {space.seeds}  =  trials: {trials}")
     console.print(f"objective: {space.objective.direction} {space.objective.metric}  ·  pruner: {_pruner_text(space)}")
     _print_model_variants(space, cells)
@@ -100,8 +101,31 @@ def _pruner_text(space: SpaceConfig) -> str:
     return f"{space.pruner.name}({args})"
 
 
+def _print_exclusions(space: SpaceConfig) -> None:
+    """The `exclude` rules, how many cells each drops, and why a dropped cell makes no sense."""
+    if not space.exclude:
+        return
+    problems = [(part, reason) for _, part, reason in incompatible_cells(space)]
+    table = Table("rule", "cells left out", "why (first cell)", title="excluded", show_lines=True)
+    full = list(DESIGNS[space.design.name](space))
+    for rule in space.exclude:
+        matched = [c for c in full if all(c.values.get(k) == v for k, v in rule.items())]
+        why = next(
+            (
+                reason
+                for c in matched
+                for part, reason in problems
+                if all(c.values.get(k) == v for k, v in part.items())
+            ),
+            "excluded by the space",
+        )
+        table.add_row(", ".join(f"{short_key(k)}={v}" for k, v in rule.items()), str(len(matched)), why)
+    console.print(table)
+
+
 def _print_model_variants(space: SpaceConfig, cells: list) -> None:
     from ablations.data import dataset_info
+    from ablations.models import ARCHITECTURES
 
     input_shape, num_classes = dataset_info(space.data)  # shape and classes without loading the data
     variants: dict[str, tuple[int, str]] = {}
@@ -109,7 +133,8 @@ def _print_model_variants(space: SpaceConfig, cells: list) -> None:
         model_cfg = space.trial_config(cell.values).model
         key = model_cfg.model_dump_json()
         if key not in variants:
-            model = build_model(model_cfg, input_shape, num_classes)
+            # Uninitialised: the count does not depend on the init, and lsuv would need a batch.
+            model = ARCHITECTURES[model_cfg.arch](model_cfg, input_shape, num_classes)
             label = " ".join(f"{short_key(k)}={v}" for k, v in cell.values.items() if k.startswith("model."))
             variants[key] = (count_parameters(model), label or "base model")
     table = Table("model variant", "parameters", title=f"model variants on {space.data.name} {input_shape}")

@@ -8,6 +8,7 @@ a validated `SpaceConfig`; every message raised here names the file, the key and
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from pydantic import (
 
 from ablations.data import DATASETS
 from ablations.errors import ConfigError
-from ablations.models import ACTIVATIONS, ARCHITECTURES, INITS, NORMS
+from ablations.models import ACTIVATIONS, ARCHITECTURES, INITS, NORMS, incompatibilities
 from ablations.pruners import PRUNERS, check_pruner_args
 
 # The five core factors may be named by their short names in `factors:` and in `--set`.
@@ -122,12 +123,22 @@ class DataConfig(Strict):
 
 class ModelConfig(Strict):
     arch: str = "mlp"
-    width: int = Field(64, ge=1)
-    depth: int = Field(2, ge=1, description="number of hidden layers")
+    width: int = Field(64, ge=1, description="hidden units (mlp); channels of the first stage (cnn)")
+    depth: int = Field(2, ge=1, description="hidden layers (mlp), conv layers (cnn), 6n+2 layers (resnet)")
     norm: str = "none"
     init: str = "default"
     activation: str = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
+    # Options of single levels: each is read only by the level it names.
+    residual: bool = False
+    zero_init_residual: bool = False
+    dropout_placement: Literal["blocks", "classifier"] = "blocks"
+    alpha_dropout: bool = True
+    norm_groups: int = Field(32, ge=1)
+    leaky_relu_slope: float = Field(0.01, ge=0, lt=1)
+    normal_std: float = Field(0.01, gt=0)
+    lsuv_tolerance: float = Field(0.1, gt=0, lt=1)
+    lsuv_max_iters: int = Field(10, ge=1)
 
     @field_validator("arch")
     @classmethod
@@ -259,6 +270,14 @@ class SpaceConfig(Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     factors: dict[str, list[Any]] = Field(default_factory=dict)
+    # Partial cells (factor -> level) whose matching cells are left out of the grid.
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    # Per-layer activation and gradient statistics (ablations.diagnostics); they never change a result.
+    diagnostics: bool = True
+
+    def excluded(self, cell: dict[str, Any]) -> bool:
+        """Whether a cell (full key -> level) matches one of the `exclude` rules."""
+        return any(all(k in cell and cell[k] == v for k, v in rule.items()) for rule in self.exclude)
 
     @field_validator("design", mode="before")
     @classmethod
@@ -303,6 +322,10 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
     if not isinstance(factors, dict):
         raise ConfigError(f"{source}: `factors` must map config keys to lists of levels, e.g. `norm: [none, batch]`")
     raw["factors"] = {full_key(str(k)): v for k, v in factors.items()}
+    exclude = raw.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(rule, dict) for rule in exclude):
+        raise ConfigError(f"{source}: `exclude` must be a list of partial cells, e.g. `exclude: [{{norm: instance}}]`")
+    raw["exclude"] = [{full_key(str(k)): v for k, v in rule.items()} for rule in exclude]
     try:
         space = SpaceConfig.model_validate(raw)
     except ValidationError as err:
@@ -310,6 +333,9 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
     for key, levels in space.factors.items():
         _check_factor(space, key, levels, source)
     _check_design(space, source)
+    for i, rule in enumerate(space.exclude):
+        _check_exclude_rule(space, i, rule, source)
+    _check_compatible(space, source)
     return space
 
 
@@ -341,6 +367,53 @@ def _check_design(space: SpaceConfig, source: str) -> None:
                 f"{source}: design.count: {design.count} is more than the {total} cells of the full grid; "
                 "lower it, or use `design: full`"
             )
+
+
+def _check_exclude_rule(space: SpaceConfig, i: int, rule: dict[str, Any], source: str) -> None:
+    if not rule:
+        raise ConfigError(f"{source}: exclude[{i}]: an empty rule would exclude every cell; name factor levels")
+    for key, level in rule.items():
+        name = short_key(key)
+        if key not in space.factors:
+            factors = ", ".join(short_key(k) for k in space.factors) or "none"
+            raise ConfigError(f"{source}: exclude[{i}].{name}: not a factor of this space; factors: {factors}")
+        if level not in space.factors[key]:
+            levels = ", ".join(str(v) for v in space.factors[key])
+            raise ConfigError(f"{source}: exclude[{i}].{name}: {level!r} is not a level; levels: {levels}")
+
+
+def incompatible_cells(space: SpaceConfig) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    """(model cell, partial cell to exclude, reason) for each combination of the `model.*` factors
+    whose model makes no sense (models.incompatibilities), whether or not `exclude` drops it.
+    Only the model factors are combined: whether a model makes sense depends on nothing else, and
+    a random design may sample a grid far too large to list."""
+    keys = [k for k in space.factors if k.startswith("model.")]
+    found = []
+    for combo in itertools.product(*(space.factors[k] for k in keys)):
+        cell = dict(zip(keys, combo, strict=True))
+        for rule_keys, reason in incompatibilities(space.trial_config(cell).model):
+            found.append((cell, {k: cell[k] for k in rule_keys if k in cell}, reason))
+    return found
+
+
+def _check_compatible(space: SpaceConfig, source: str) -> None:
+    """Refuse a grid holding a cell that makes no sense unless `exclude` drops it: it could only fail."""
+    bad = [(cell, part, reason) for cell, part, reason in incompatible_cells(space) if not space.excluded(cell)]
+    if not bad:
+        return
+    cell, part, reason = bad[0]
+    if not part:
+        raise ConfigError(f"{source}: model: {reason}; change the base config")
+    rules = []
+    for _, p, _ in bad:
+        text = "{" + ", ".join(f"{short_key(k)}: {v}" for k, v in p.items()) + "}"
+        if text not in rules:
+            rules.append(text)
+    label = " ".join(f"{short_key(k)}={v}" for k, v in cell.items())
+    raise ConfigError(
+        f"{source}: exclude: {len(bad)} cell(s) make no sense, e.g. {label}: {reason}; "
+        f"leave them out with `exclude: [{', '.join(rules)}]`"
+    )
 
 
 def _check_factor(space: SpaceConfig, key: str, levels: list[Any], source: str) -> None:

@@ -88,7 +88,8 @@ def random_fraction(space: SpaceConfig) -> list[Cell]:
 
 
 def cells_of(space: SpaceConfig) -> list[Cell]:
-    return DESIGNS[space.design.name](space)
+    """The design's cells, less those an `exclude` rule names."""
+    return [cell for cell in DESIGNS[space.design.name](space) if not space.excluded(cell.values)]
 
 
 def schedule(space: SpaceConfig, study_name: str) -> list[Task]:
@@ -106,6 +107,7 @@ def schedule(space: SpaceConfig, study_name: str) -> list[Task]:
 
 def grid_fingerprint(space: SpaceConfig) -> str:
     """What must match for a study to be resumed: everything that defines what a trial runs
-    (the pruner may change between runs: it decides when to stop, not what a trial is)."""
-    defining = space.model_dump(mode="json", exclude={"description", "name", "pruner"})
+    (the pruner may change between runs: it decides when to stop, not what a trial is; diagnostics
+    only observe a trial)."""
+    defining = space.model_dump(mode="json", exclude={"description", "name", "pruner", "diagnostics"})
     return hashlib.sha1(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:12]

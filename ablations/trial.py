@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from ablations.config import SpaceConfig, short_key
 from ablations.data import load_dataset
+from ablations.diagnostics import Diagnostics, first_batch
 from ablations.grid import Task
 from ablations.models import build_model
 from ablations.tracking import Tracker
@@ -64,11 +65,20 @@ def run_trial(
         config = space.trial_config(task.cell.values)
         torch.manual_seed(task.seed)
         data = load_dataset(config.data, device)
-        model = build_model(config.model, data.input_shape, data.num_classes).to(device)
+        batch_x, batch_y = first_batch(data.train)  # for LSUV and the diagnostics
+        model = build_model(config.model, data.input_shape, data.num_classes, batch_x).to(device)
+        probe = Diagnostics(model, batch_x, batch_y) if space.diagnostics else None
+        if probe:
+            tracker.log(probe.at_init(), step=0)
+            trial.set_user_attr("diagnostics", probe.record())
         for record in fit(model, data, config.train, task.seed):
             history.append(record.metrics())
             trial.set_user_attr("history", history)
-            tracker.log(record.metrics(), step=record.epoch)
+            # Diagnostics go to the tracker and their own attribute, not the compact history.
+            per_layer = probe.after_epoch() if probe else {}
+            if probe:
+                trial.set_user_attr("diagnostics", probe.record())
+            tracker.log(record.metrics() | per_layer, step=record.epoch)
             if record.diverged:
                 outcome = "diverged"
                 break

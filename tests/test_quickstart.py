@@ -41,8 +41,8 @@ def test_quickstart_sweep_report_and_resume(ablate, tmp_path):
     markdown = (report_dir / "report.md").read_text()
     html = MarkdownIt("commonmark").enable("table").render(markdown)
     pipe_blocks = len(re.findall(r"(?:^\|.*\n)+", markdown, flags=re.M))
-    # summary, leaderboard, factor tests, 3 factors, 3 interaction pivots, 3 pruning-aware tables
-    assert html.count("<table>") == pipe_blocks == 1 + 1 + 1 + 3 + 3 + 3, "every pipe table renders"
+    # summary, leaderboard, factor tests, 3 factors, 3 interaction pivots, 3 pruning-aware tables, diagnostics
+    assert html.count("<table>") == pipe_blocks == 1 + 1 + 1 + 3 + 3 + 3 + 1, "every pipe table renders"
     images = re.findall(r'<img src="([^"]+)"', html)
     assert {"curves.png", "levels.png", "interactions.png"} <= set(images)
     assert all((report_dir / src).is_file() for src in images)

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from torch import nn
+from torch import Tensor, nn
 
-from ablations.models.init import INITS
+from ablations.models.cnn import build_cnn
+from ablations.models.compat import incompatibilities
+from ablations.models.init import INITS, InitContext
 from ablations.models.layers import ACTIVATIONS, NORMS
 from ablations.models.mlp import build_mlp
+from ablations.models.resnet import build_resnet
 from ablations.registry import Registry
 
 if TYPE_CHECKING:
@@ -23,14 +26,48 @@ if TYPE_CHECKING:
 Builder = Callable[["ModelConfig", tuple[int, ...], int], nn.Module]
 ARCHITECTURES: Registry[Builder] = Registry("architecture")
 ARCHITECTURES.register("mlp")(build_mlp)
+ARCHITECTURES.register("cnn")(build_cnn)
+ARCHITECTURES.register("resnet")(build_resnet)
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "NORMS", "build_model", "count_parameters"]
+__all__ = [
+    "ACTIVATIONS",
+    "ARCHITECTURES",
+    "INITS",
+    "NORMS",
+    "build_model",
+    "count_parameters",
+    "incompatibilities",
+    "init_context",
+]
 
 
-def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The architecture `cfg.arch` for inputs of `input_shape` (no batch dim), initialised by `cfg.init`."""
+def init_context(cfg: ModelConfig, batch: Tensor | None = None) -> InitContext:
+    return InitContext(
+        activation=cfg.activation,
+        leaky_relu_slope=cfg.leaky_relu_slope,
+        normal_std=cfg.normal_std,
+        batch=batch,
+        lsuv_tolerance=cfg.lsuv_tolerance,
+        lsuv_max_iters=cfg.lsuv_max_iters,
+    )
+
+
+def build_model(
+    cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int, batch: Tensor | None = None
+) -> nn.Module:
+    """The architecture `cfg.arch` for inputs of `input_shape` (no batch dim), initialised by `cfg.init`.
+
+    `batch` is real training inputs, which data-dependent inits (lsuv) need; the model is moved to
+    the batch's device so the init can run it there."""
     model = ARCHITECTURES[cfg.arch](cfg, tuple(input_shape), num_classes)
-    INITS[cfg.init](model, cfg.activation)
+    if batch is not None:
+        model = model.to(batch.device)
+    INITS[cfg.init](model, init_context(cfg, batch))
+    if cfg.zero_init_residual:
+        # After the init, so a data-dependent init never sees (or rescales) the zeroed branches.
+        for module in model.modules():
+            if hasattr(module, "zero_init_residual_"):
+                module.zero_init_residual_()
     return model
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from ablations.config import short_key
 from ablations.report.best import best_space
+from ablations.report.diagnostics import write_diagnostics
 from ablations.report.effect_figures import degradation, interaction_heatmaps
 from ablations.report.effects_md import pure_error_design
 from ablations.report.figures import learning_curves, level_means
@@ -79,6 +80,11 @@ def write_report(study: optuna.Study, out_dir: Path, html: bool = False) -> Path
         (out_dir / "best.yaml").write_text(yaml.safe_dump(best, sort_keys=False, allow_unicode=True))
     command = study.user_attrs.get("command")
     text = render(trials, space, figures, pending=pending_count(study), command=command, history=history)
+    # Per-layer diagnostics: a self-contained section placed before "## Reproduce".
+    section = write_diagnostics(study, out_dir)
+    if section:
+        head, sep, tail = text.partition("## Reproduce")
+        text = f"{head}{section}\n{sep}{tail}" if sep else f"{text}\n{section}"
     path = out_dir / "report.md"
     path.write_text(text)
     if html:
