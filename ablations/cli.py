@@ -34,7 +34,7 @@ from ablations.study import (
     open_storage,
     run_sweep,
 )
-from ablations.tracking import WANDB_MODES, WandbTracker, make_tracker, resolve_wandb_mode
+from ablations.tracking import WANDB_MODES, BackgroundTracker, make_tracker, resolve_wandb_mode
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
@@ -238,11 +238,10 @@ def _sweep(
         ran = run_sweep(study, run_one)
     after = counts(study)
     console.print(f"ran {ran} trial(s) in {time.perf_counter() - started:.1f}s · " + _counts_text(after))
-    if isinstance(tracker, WandbTracker) and tracker.offline_dirs:
-        console.print(
-            f"W&B runs were written offline; to upload them: wandb sync {tracker.directory}/wandb/offline-run-*"
-        )
-        console.print(f"  or browse them here: wandb leet {tracker.directory}/wandb")
+    if isinstance(tracker, BackgroundTracker) and tracker.inner.offline_dirs:
+        runs = tracker.inner.directory / "wandb"
+        console.print(f"W&B runs were written offline; to upload them: wandb sync {runs}/offline-run-*")
+        console.print(f"  or browse them here: wandb leet {runs}")
     return display.outcomes["failed"]
 
 

@@ -56,8 +56,8 @@ def run_trial(
     device: torch.device,
 ) -> TrialResult:
     started = time.perf_counter()
-    metric = space.objective.metric
     history: list[dict[str, float]] = []
+    probe: Diagnostics | None = None
     outcome, error, test_acc = "complete", None, None
     tracker.start(name=task.label, group=study.study_name, config=tracker_config(space, task, study.study_name))
     try:
@@ -70,31 +70,36 @@ def run_trial(
         probe = Diagnostics(model, batch_x, batch_y) if space.diagnostics else None
         if probe:
             tracker.log(probe.at_init(), step=0)
-            trial.set_user_attr("diagnostics", probe.record())
+        # History and diagnostics reach the storage once, when the trial ends (see _finish): a
+        # trial killed before that is re-run from scratch, so per-epoch writes would buy nothing.
         for record in fit(model, data, config.train, task.seed):
             history.append(record.metrics())
-            trial.set_user_attr("history", history)
             # Diagnostics go to the tracker and their own attribute, not the compact history.
             per_layer = probe.after_epoch() if probe else {}
-            if probe:
-                trial.set_user_attr("diagnostics", probe.record())
             tracker.log(record.metrics() | per_layer, step=record.epoch)
             if record.diverged:
                 outcome = "diverged"
                 break
-            trial.report(getattr(record, metric), record.epoch)
+            trial.report(getattr(record, space.objective.metric), record.epoch)
             if trial.should_prune():
                 outcome = "pruned"
                 break
         if outcome == "complete":
             test_acc = evaluate(model, data.test, precision=config.train.precision)[1]
     except KeyboardInterrupt:
+        _save_diagnostics(trial, probe)
         _finish(study, trial, tracker, history, "failed", None, "interrupted; the next run re-runs this cell", started)
         raise
     except Exception as err:  # noqa: BLE001 - a failed trial is recorded and the sweep goes on
         outcome, error = "failed", f"{type(err).__name__}: {err}"
+    _save_diagnostics(trial, probe)
     objective = _finish(study, trial, tracker, history, outcome, test_acc, error, started)
     return TrialResult(task, outcome, len(history), objective, test_acc, error)
+
+
+def _save_diagnostics(trial: optuna.Trial, probe: Diagnostics | None) -> None:
+    if probe is not None:
+        trial.set_user_attr("diagnostics", probe.record())
 
 
 def _finish(
