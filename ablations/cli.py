@@ -205,7 +205,7 @@ def run(
         failed_here = _sweep_with_workers(study, space, storage, device, per_worker, workers, wandb_mode, wandb_project)
     else:
         torch.set_num_threads(per_worker)
-        failed_here = _sweep(study, space, torch_device, wandb_mode, wandb_project)
+        failed_here = _sweep(study, space, torch_device, wandb_mode, wandb_project, storage)
     if not no_report:
         _write_report(study, reports_dir)
     if failed_here:
@@ -278,7 +278,12 @@ def _sweep_with_workers(
 
 
 def _sweep(
-    study: optuna.Study, space: SpaceConfig, torch_device: torch.device, wandb_mode: str, wandb_project: str | None
+    study: optuna.Study,
+    space: SpaceConfig,
+    torch_device: torch.device,
+    wandb_mode: str,
+    wandb_project: str | None,
+    storage: str | None = None,
 ) -> int:
     """Claim and run queued trials of `study` until none is left; print what happened.
     Returns how many of the trials run here failed (the exit code is 1 if any did)."""
@@ -286,7 +291,7 @@ def _sweep(
     total = sum(before.values())
     done = sum(before[k] for k in FINISHED_OUTCOMES)
     mode = resolve_wandb_mode(wandb_mode)
-    tracker = make_tracker(mode, wandb_project or "ablations", Path("runs"))
+    tracker = make_tracker(mode, wandb_project or "ablations", Path("runs"), storage=describe_storage(storage))
     from ablations.trial import run_trial
 
     started = time.perf_counter()
@@ -349,7 +354,7 @@ def worker(
     space = validate_space(study.user_attrs["space"], source=f"study {study_name}")
     study.pruner = make_pruner(space.pruner.name, space.pruner.args)
     console.print(f"joined study {study_name!r} in {describe_storage(storage)} on {torch_device}")
-    if _sweep(study, space, torch_device, wandb_mode, wandb_project):
+    if _sweep(study, space, torch_device, wandb_mode, wandb_project, storage):
         raise SystemExit(1)
 
 

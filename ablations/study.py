@@ -7,10 +7,13 @@ finished (complete, pruned, diverged), waiting or running trial, so nothing fini
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ def open_storage(url: str | None) -> BaseStorage:
         path = DEFAULT_STORAGE if url is None else Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    given, url = url, _with_driver(url)
     # A server that drops packets would otherwise hang the first connect for minutes.
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
@@ -58,9 +62,22 @@ def open_storage(url: str | None) -> BaseStorage:
     except Exception as err:  # noqa: BLE001 - any failure to connect is the user's URL or server
         detail = mask_url(str(err).strip().splitlines()[0] if str(err).strip() else "")
         raise StudyError(
-            f"--storage {mask_url(url)}: cannot open it ({type(err).__name__}: {detail}); "
+            f"--storage {mask_url(given)}: cannot open it ({type(err).__name__}: {detail}); "
             "check the URL, that the server is running, and that the database exists"
         ) from None
+
+
+def _with_driver(url: str) -> str:
+    """`postgresql://` means SQLAlchemy's default driver (psycopg 3 since SQLAlchemy 2.1); we
+    ship psycopg2, so use it unless the URL names a driver or psycopg 3 is installed."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return f"postgresql+psycopg2://{rest}"
+        return f"postgresql://{rest}"
+    return url
 
 
 def load_existing(storage: BaseStorage, name: str, storage_url: str | None) -> optuna.Study:
@@ -270,10 +287,16 @@ def run_sweep(
     ran = 0
     storage, study_id = study._storage, study._study_id  # noqa: SLF001
     while True:
-        claimed = claim_next(study)
+        with _signals_deferred():  # Ctrl-C/SIGTERM never lands between a claim and its handler
+            claimed = claim_next(study)
         if claimed is not None:
-            with Heartbeat(storage, claimed[0]._trial_id):  # noqa: SLF001
-                run_one(*claimed)
+            trial_id = claimed[0]._trial_id  # noqa: SLF001
+            try:
+                with Heartbeat(storage, trial_id):
+                    run_one(*claimed)
+            except KeyboardInterrupt:
+                release(storage, trial_id)
+                raise
             ran += 1
             continue
         if reap_stale(study):
@@ -284,3 +307,28 @@ def run_sweep(
         if on_wait is not None:
             on_wait(len(running))
         time.sleep(poll_seconds)
+
+
+def release(storage: BaseStorage, trial_id: int) -> None:
+    """Mark a claimed trial interrupted, unless the trial layer already told its outcome, so the
+    next `ablate run` queues its task again."""
+    try:
+        storage.set_trial_user_attr(trial_id, "outcome", "failed")
+        storage.set_trial_user_attr(trial_id, "error", "interrupted; the next run re-runs this cell")
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (main thread only: Python runs handlers there)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -55,8 +55,9 @@ def resolve_wandb_mode(option: str) -> str:
 class WandbTracker:
     """One W&B run per trial, grouped by study, with the factors as top-level config keys."""
 
-    def __init__(self, mode: str, project: str, directory: Path) -> None:
+    def __init__(self, mode: str, project: str, directory: Path, storage: str | None = None) -> None:
         self.mode = mode
+        self.storage = storage  # shown masked (see `mask_url`): W&B configs are shared with a team
         self.project = project
         self.directory = directory
         self.offline_dirs: list[Path] = []
@@ -78,7 +79,7 @@ class WandbTracker:
                 group=group,
                 name=name,
                 job_type="trial",
-                config=config,
+                config={**config, "storage": self.storage} if self.storage else config,
                 mode=self.mode,
                 dir=str(self.directory.resolve()),  # the W&B service keeps its own cwd
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True),
@@ -110,8 +111,10 @@ class WandbTracker:
         return where
 
 
-def make_tracker(option: str, project: str, directory: Path) -> Tracker | WandbTracker:
+def make_tracker(option: str, project: str, directory: Path, storage: str | None = None) -> Tracker | WandbTracker:
+    """`storage` names the study's storage in each run's config; pass it masked. We never pass
+    an API key: W&B reads its own login (`wandb login`, WANDB_API_KEY) and we write none."""
     mode = resolve_wandb_mode(option)
     if mode == "disabled":
         return NullTracker()
-    return WandbTracker(mode, project, directory)
+    return WandbTracker(mode, project, directory, storage)

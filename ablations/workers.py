@@ -179,6 +179,7 @@ class Supervisor:
             try:
                 worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                worker.process.kill()  # its trial stays RUNNING; its lease lets the next run redo it
+                worker.process.kill()
                 worker.process.wait()
             worker.log.close()
+        reap_stale(self.study)  # a worker that had to be killed left its trial RUNNING: free it
