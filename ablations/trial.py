@@ -42,7 +42,12 @@ def tracker_config(space: SpaceConfig, task: Task, study_name: str) -> dict[str,
 def suggest_factors(trial: optuna.Trial, space: SpaceConfig, task: Task) -> None:
     """Record the factors as Optuna params (fixed by the queue), for Optuna's own tools."""
     for key, levels in space.factors.items():
-        value = trial.suggest_categorical(short_key(key), levels)
+        try:
+            value = trial.suggest_categorical(short_key(key), levels)
+        except ValueError:
+            # `--extend` added levels, and Optuna keeps one set of choices per param name per
+            # study; the cell's levels are in the trial's user attributes, which the report reads.
+            continue
         assert value == task.cell.values[key], "queued trial params disagree with its cell"
 
 
