@@ -48,7 +48,7 @@ def pg_url() -> str:
 def test_three_workers_on_postgres_finish_every_cell_once_when_one_is_sigkilled(tmp_path, pg_url):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     space = tmp_path / "space.yaml"
-    space.write_text(space_text(seeds=3, epochs=20, batch=16))
+    space.write_text(space_text(seeds=3, epochs=15, batch=16))
     env = {"ABLATE_STORAGE": pg_url}  # the password stays off the command lines
     first = start("run", str(space), "--study", name, "--no-report", cwd=tmp_path, env=env)
     wait_for("the study to be queued", lambda: trials_of(name, pg_url))

@@ -35,8 +35,8 @@ def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
 
 
 def test_two_workers_finish_every_cell_once_when_one_is_sigkilled_mid_trial(tmp_path):
-    # 4 cells x 3 seeds, long enough epochs that a worker is caught mid-trial.
-    space = write(tmp_path, space_text(seeds=3, epochs=30, batch=16))
+    # 4 cells x 3 seeds, enough epochs that a worker is caught mid-trial.
+    space = write(tmp_path, space_text(seeds=3, epochs=15, batch=16))
     run = start("run", str(space), "--workers", "2", "--no-report", cwd=tmp_path)
     victim = wait_for("a trial mid-training", lambda: running_mid_trial("tiny"))
     os.kill(pid_of(victim), signal.SIGKILL)
@@ -52,7 +52,7 @@ def test_two_workers_finish_every_cell_once_when_one_is_sigkilled_mid_trial(tmp_
 
 
 def test_sigint_mid_sweep_stops_cleanly_and_the_same_command_resumes(tmp_path):
-    space = write(tmp_path, space_text(seeds=3, epochs=20, batch=16))
+    space = write(tmp_path, space_text(seeds=3, epochs=10, batch=16))
     command = ("run", str(space), "--workers", "2", "--no-report")
     run = start(*command, cwd=tmp_path)
     wait_for("two finished trials", lambda: sum(t.state.is_finished() for t in trials_of("tiny")) >= 2)
