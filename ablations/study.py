@@ -37,8 +37,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of `scheme://user:password@host/...`."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """Hide the password of `scheme://user:password@host/...` and of a `password=` parameter."""
+    url = re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", url)
+    return re.sub(r"(?i)\b(password=)[^&\s]*", r"\1***", url)
 
 
 def describe_storage(url: str | None) -> str:
