@@ -3,9 +3,12 @@
 # a database and exports ABLATE_TEST_POSTGRES_URL; pg_stop stops it and deletes everything.
 
 pg_start() {
-    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    # Debian's packages; if the package index cannot be reached, a server already installed will do.
+    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null; }; then
+        ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "cannot install postgresql" >&2; return 1; }
+        echo "warning: apt-get failed; using the PostgreSQL already installed" >&2
     fi
     local bin
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
