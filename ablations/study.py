@@ -52,7 +52,9 @@ def open_storage(url: str | None) -> BaseStorage:
     if url is None or url.endswith(".journal"):
         path = DEFAULT_STORAGE if url is None else Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        # An absolute path: Optuna's lock is a symlink to the journal, and it can only break the
+        # lock of a killed process (after 30 s) when that link resolves; a relative one does not.
+        return JournalStorage(JournalFileBackend(str(path.resolve())))
     given, url = url, _with_driver(url)
     # A server that drops packets would otherwise hang the first connect for minutes.
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}

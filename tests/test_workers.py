@@ -188,3 +188,19 @@ def test_a_worker_that_lost_its_lease_does_not_overwrite_the_rerun(ablate, write
     assert stolen == [1] and "lost the lease" in result.err
     trials = assert_exactly_once("tiny", 4)
     assert len(trials) == 5 and sum(t.state == TrialState.FAIL for t in trials) == 1
+
+
+def test_a_worker_killed_while_holding_the_journal_lock_does_not_block_the_others(write_space):
+    # A SIGKILL can land while a worker appends to the journal; its lock must not outlive it.
+    storage = open_storage(None)
+    optuna.create_study(study_name="first", storage=storage)
+    holder = os.fork()
+    if holder == 0:
+        open_storage(None)._backend._lock.acquire()  # noqa: SLF001
+        time.sleep(600)
+        os._exit(0)
+    wait_for("the lock to be taken", lambda: os.path.lexists("runs/ablate.journal.lock"))
+    os.kill(holder, signal.SIGKILL)
+    os.waitpid(holder, 0)
+    optuna.create_study(study_name="second", storage=open_storage(None))  # Optuna frees it after 30 s
+    assert {s.study_name for s in optuna.get_all_study_summaries(open_storage(None))} == {"first", "second"}
