@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from ablations import interrupts
 from ablations.config import SpaceConfig, load_space, short_key, validate_space
 from ablations.device import cpu_threads, resolve_device
 from ablations.errors import AblationError
@@ -388,12 +388,10 @@ def report(study_name: str, storage: str | None, reports_dir: Path) -> None:
 # ------------------------------------------------------------------------------------------ entry
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: the running trial is marked for re-run
-
-
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM stops like Ctrl-C: the running trial is marked for re-run. Neither lands inside a
+    # storage call, where an interrupt could break the journal's lock (see interrupts.py).
+    interrupts.install()
     try:
         args = sys.argv[1:] if argv is None else argv
         cli.main(args=args, prog_name="ablate", standalone_mode=False, obj={"argv": args})

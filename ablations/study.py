@@ -118,6 +118,9 @@ def create_or_resume(
             return create_or_resume(storage, space, name, command, storage_url, extend)
     else:
         study = optuna.load_study(study_name=name, storage=storage, pruner=pruner, sampler=sampler)
+        if _grid_of(study) is None:  # its creator died before recording the grid: adopt it
+            study.set_user_attr("grid", fingerprint)
+            study.set_user_attr("command", mask_url(command))
         if study.user_attrs.get("grid") != fingerprint:
             where = describe_storage(storage_url)
             if not extend:
@@ -131,6 +134,15 @@ def create_or_resume(
     study.set_user_attr("space", space.model_dump(mode="json"))
     study.set_user_attr("tasks", len(schedule(space, name)))
     return study
+
+
+def _grid_of(study: optuna.Study, wait_seconds: float = 30.0) -> str | None:
+    """The study's grid fingerprint; another `ablate run` that has just created the study
+    records it a moment later, so wait for it a little."""
+    deadline = time.monotonic() + wait_seconds
+    while (grid := study.user_attrs.get("grid")) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return grid
 
 
 def check_extension(old: dict[str, Any], space: SpaceConfig, where: str) -> None:
@@ -290,16 +302,18 @@ def run_sweep(
     ran = 0
     storage, study_id = study._storage, study._study_id  # noqa: SLF001
     while True:
-        with _signals_deferred():  # Ctrl-C/SIGTERM never lands between a claim and its handler
-            claimed = claim_next(study)
-        if claimed is not None:
-            trial_id = claimed[0]._trial_id  # noqa: SLF001
-            try:
-                with Heartbeat(storage, trial_id):
+        claimed = None
+        try:
+            with _signals_deferred():  # a Ctrl-C or SIGTERM lands after `claimed` is set
+                claimed = claim_next(study)
+            if claimed is not None:
+                with Heartbeat(storage, claimed[0]._trial_id):  # noqa: SLF001
                     run_one(*claimed)
-            except KeyboardInterrupt:
-                release(storage, trial_id)
-                raise
+        except KeyboardInterrupt:
+            if claimed is not None:
+                release(storage, claimed[0]._trial_id)  # noqa: SLF001
+            raise
+        if claimed is not None:
             ran += 1
             continue
         if reap_stale(study):
@@ -325,13 +339,19 @@ def release(storage: BaseStorage, trial_id: int) -> None:
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends (main thread only: Python runs handlers there)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold Ctrl-C and SIGTERM until the block ends, then stop as they ask. (A signal mask would
+    not do: the kernel hands the signal to another thread, and Python still runs its handler in
+    the main thread, in the middle of the block.) Handlers can only be set from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)  # SIGALRM: a stop put off (see interrupts.py)
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum)) for signum in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            raise KeyboardInterrupt
