@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from ablations import interrupts
 from ablations.config import SpaceConfig, incompatible_cells, load_space, short_key, validate_space
 from ablations.data import require_datasets
 from ablations.device import cpu_threads, resolve_device
@@ -32,10 +32,12 @@ from ablations.study import (
     enqueue_missing,
     load_existing,
     open_storage,
+    reap_stale,
     run_sweep,
 )
 from ablations.tracking import WANDB_MODES, BackgroundTracker, make_tracker, resolve_wandb_mode
 
+log = logging.getLogger("ablations")
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
@@ -43,7 +45,9 @@ storage_option = click.option(
     "--storage",
     default=None,
     metavar="URL",
-    help="Optuna storage URL (e.g. postgresql://user:pw@host/db) or a .journal file. Default: runs/ablate.journal",
+    envvar="ABLATE_STORAGE",  # keeps a password out of shell history and `ps`
+    help="Optuna storage URL (e.g. postgresql://user:pw@host/db) or a .journal file; or set ABLATE_STORAGE. "
+    "Default: runs/ablate.journal",
 )
 set_option = click.option(
     "--set",
@@ -183,6 +187,12 @@ def _print_cost(space: SpaceConfig, trials: int) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads per worker. Default: (cores - 1) / workers.")
 @click.option("--no-report", is_flag=True, help="Skip the report at the end.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--extend", is_flag=True, help="Add new levels or seeds to an existing study of this space.")
+@click.option(
+    "--max-cells", type=int, default=1000, show_default=True, help="Refuse a larger grid unless --yes is given."
+)
+@click.option("--yes", is_flag=True, help="Run a grid larger than --max-cells.")
 def run(
     space_file: Path,
     study_name: str | None,
@@ -194,29 +204,110 @@ def run(
     device: str,
     threads: int | None,
     no_report: bool,
+    workers: int,
+    extend: bool,
+    max_cells: int,
+    yes: bool,
 ) -> None:
     """Run every cell x seed of SPACE once (resuming a study), prune weak trials, stream to W&B, report."""
+    # Everything a user can get wrong is checked before the storage is opened: bad input never
+    # creates, changes or half-writes a study.
     space = load_space(space_file, list(overrides))
     torch_device = resolve_device(device)
-    torch.set_num_threads(cpu_threads(threads))
-    require_datasets(space.trial_config(cell.values).data for cell in cells_of(space))  # missing files: exit 2 now
+    if workers < 1:
+        raise AblationError(f"--workers {workers}: give at least 1 worker process")
+    per_worker = cpu_threads(threads, workers)
+    _check_size(space, max_cells, yes)
+    _check_data(space, space_file)
     name = study_name or space.name
     command = shlex.join(["ablate", *click.get_current_context().obj["argv"]])
     store = open_storage(storage)
-    study = create_or_resume(store, space, name, command, storage)
-    queued = enqueue_missing(study, space)
-    console.print(
-        f"study {name!r} in {describe_storage(storage)}: {queued} trial(s) queued now, running on {torch_device}"
-    )
-    failed_here = _sweep(study, space, torch_device, wandb_mode, wandb_project)
+    study = create_or_resume(store, space, name, command, storage, extend=extend)
+    lost = reap_stale(study)  # trials of workers that died (SIGKILL, lost machine): run them again
+    queued = enqueue_missing(study, space) + lost
+    where = f"{workers} worker processes x {per_worker} thread(s)" if workers > 1 else str(torch_device)
+    console.print(f"study {name!r} in {describe_storage(storage)}: {queued} trial(s) queued now, running on {where}")
+    if workers > 1:
+        failed_here = _sweep_with_workers(study, space, storage, device, per_worker, workers, wandb_mode, wandb_project)
+    else:
+        torch.set_num_threads(per_worker)
+        failed_here = _sweep(study, space, torch_device, wandb_mode, wandb_project, storage)
     if not no_report:
         _write_report(study, reports_dir)
     if failed_here:
         raise SystemExit(1)
 
 
+def _check_size(space: SpaceConfig, max_cells: int, yes: bool) -> None:
+    cells = len(cells_of(space))
+    if cells > max_cells and not yes:
+        raise AblationError(
+            f"the grid has {cells:,} cells x {space.seeds} seed(s) = {cells * space.seeds:,} trials, more than "
+            f"--max-cells {max_cells:,}; check it with `ablate check`, then pass --yes to run it (or cut levels)"
+        )
+
+
+def _check_data(space: SpaceConfig, space_file: Path) -> None:
+    """Check every dataset the grid uses before anything is queued: missing files are bad input,
+    not a failure of every trial."""
+    try:
+        require_datasets(space.trial_config(cell.values).data for cell in cells_of(space))
+    except AblationError:
+        raise
+    except (OSError, ValueError) as err:
+        raise AblationError(
+            f"{space_file}: data.name: dataset {space.data.name!r} cannot be loaded ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); put its files in place or choose another dataset"
+        ) from None
+
+
+def _sweep_with_workers(
+    study: optuna.Study,
+    space: SpaceConfig,
+    storage: str | None,
+    device: str,
+    threads: int,
+    workers: int,
+    wandb_mode: str,
+    wandb_project: str | None,
+) -> int:
+    """Run the sweep in `workers` local processes with one display here; returns the failures."""
+    from ablations.workers import Supervisor, SupervisorDisplay, start_workers, worker_devices
+
+    before = counts(study)
+    total, done = sum(before.values()), sum(before[k] for k in FINISHED_OUTCOMES)
+    mode = resolve_wandb_mode(wandb_mode)
+    log_dir = Path("runs") / "logs" / study.study_name
+    started = time.perf_counter()
+    maximize = space.objective.direction == "maximize"
+    with SupervisorDisplay(console, total, done, space.objective.metric, maximize) as display:
+        procs = start_workers(
+            study.study_name, storage, worker_devices(device, workers), threads, mode, wandb_project, log_dir
+        )
+        supervisor = Supervisor(study, procs, display)
+        try:
+            supervisor.wait()
+        except KeyboardInterrupt:
+            supervisor.stop()
+            raise
+    after = counts(study)
+    console.print(f"{workers} workers ran for {time.perf_counter() - started:.1f}s · " + _counts_text(after))
+    console.print(f"worker logs: {log_dir}/")
+    if mode == "offline":
+        console.print("W&B runs were written offline; to upload them: wandb sync runs/wandb/offline-run-*")
+    unfinished = sum(after[k] for k in ("waiting", "running", "not queued")) if after else 0
+    if unfinished:
+        err_console.print(f"{unfinished} trial(s) are not finished; run the same command again to finish them")
+    return display.outcomes["failed"] + unfinished
+
+
 def _sweep(
-    study: optuna.Study, space: SpaceConfig, torch_device: torch.device, wandb_mode: str, wandb_project: str | None
+    study: optuna.Study,
+    space: SpaceConfig,
+    torch_device: torch.device,
+    wandb_mode: str,
+    wandb_project: str | None,
+    storage: str | None = None,
 ) -> int:
     """Claim and run queued trials of `study` until none is left; print what happened.
     Returns how many of the trials run here failed (the exit code is 1 if any did)."""
@@ -224,7 +315,7 @@ def _sweep(
     total = sum(before.values())
     done = sum(before[k] for k in FINISHED_OUTCOMES)
     mode = resolve_wandb_mode(wandb_mode)
-    tracker = make_tracker(mode, wandb_project or "ablations", Path("runs"))
+    tracker = make_tracker(mode, wandb_project or "ablations", Path("runs"), storage=describe_storage(storage))
     from ablations.trial import run_trial
 
     started = time.perf_counter()
@@ -233,9 +324,21 @@ def _sweep(
 
         def run_one(trial, task):  # noqa: ANN001, ANN202 - glue between queue, trial and display
             display.started(task)
-            display.finished(run_trial(study, trial, task, space, tracker, torch_device))
+            try:
+                display.finished(run_trial(study, trial, task, space, tracker, torch_device))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # This worker stalled past its lease and another one failed its trial and queued
+                # the cell again; the storage refused our result, so the cell still runs once.
+                log.warning("lost the lease on %s; another worker runs it again", task.label)
 
-        ran = run_sweep(study, run_one)
+        waited: list[int] = []
+
+        def on_wait(running: int) -> None:
+            if not waited:
+                console.print(f"queue empty; waiting for {running} trial(s) still running on other workers")
+            waited.append(running)
+
+        ran = run_sweep(study, run_one, on_wait=on_wait)
     after = counts(study)
     console.print(f"ran {ran} trial(s) in {time.perf_counter() - started:.1f}s · " + _counts_text(after))
     if isinstance(tracker, BackgroundTracker) and tracker.inner.offline_dirs:
@@ -274,7 +377,7 @@ def worker(
     space = validate_space(study.user_attrs["space"], source=f"study {study_name}")
     study.pruner = make_pruner(space.pruner.name, space.pruner.args)
     console.print(f"joined study {study_name!r} in {describe_storage(storage)} on {torch_device}")
-    if _sweep(study, space, torch_device, wandb_mode, wandb_project):
+    if _sweep(study, space, torch_device, wandb_mode, wandb_project, storage):
         raise SystemExit(1)
 
 
@@ -324,12 +427,10 @@ def report(study_names: tuple[str, ...], storage: str | None, reports_dir: Path,
 # ------------------------------------------------------------------------------------------ entry
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: the running trial is marked for re-run
-
-
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM stops like Ctrl-C: the running trial is marked for re-run. Neither lands inside a
+    # storage call, where an interrupt could break the journal's lock (see interrupts.py).
+    interrupts.install()
     try:
         args = sys.argv[1:] if argv is None else argv
         cli.main(args=args, prog_name="ablate", standalone_mode=False, obj={"argv": args})

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -140,25 +141,11 @@ class ModelConfig(Strict):
     lsuv_tolerance: float = Field(0.1, gt=0, lt=1)
     lsuv_max_iters: int = Field(10, ge=1)
 
-    @field_validator("arch")
+    @field_validator("arch", "norm", "init", "activation")
     @classmethod
-    def _arch(cls, v: str) -> str:
-        return _one_of(v, ARCHITECTURES)
-
-    @field_validator("norm")
-    @classmethod
-    def _norm(cls, v: str) -> str:
-        return _one_of(v, NORMS)
-
-    @field_validator("init")
-    @classmethod
-    def _init(cls, v: str) -> str:
-        return _one_of(v, INITS)
-
-    @field_validator("activation")
-    @classmethod
-    def _activation(cls, v: str) -> str:
-        return _one_of(v, ACTIVATIONS)
+    def _registered(cls, v: str, info: ValidationInfo) -> str:
+        registries = {"arch": ARCHITECTURES, "norm": NORMS, "init": INITS, "activation": ACTIVATIONS}
+        return _one_of(v, registries[info.field_name])
 
 
 class TrainConfig(Strict):

@@ -57,8 +57,9 @@ def resolve_wandb_mode(option: str) -> str:
 class WandbTracker:
     """One W&B run per trial, grouped by study, with the factors as top-level config keys."""
 
-    def __init__(self, mode: str, project: str, directory: Path) -> None:
+    def __init__(self, mode: str, project: str, directory: Path, storage: str | None = None) -> None:
         self.mode = mode
+        self.storage = storage  # shown masked (see `mask_url`): W&B configs are shared with a team
         self.project = project
         self.directory = directory
         self.offline_dirs: list[Path] = []
@@ -81,7 +82,7 @@ class WandbTracker:
                 group=group,
                 name=name,
                 job_type="trial",
-                config=config,
+                config={**config, "storage": self.storage} if self.storage else config,
                 mode=self.mode,
                 dir=str(self.directory.resolve()),  # the W&B service keeps its own cwd
                 settings=wandb.Settings(
@@ -156,8 +157,10 @@ class BackgroundTracker:
         return reply.get()
 
 
-def make_tracker(option: str, project: str, directory: Path) -> Tracker | BackgroundTracker:
+def make_tracker(option: str, project: str, directory: Path, storage: str | None = None) -> Tracker | BackgroundTracker:
+    """`storage` names the study's storage in each run's config; pass it masked. We never pass
+    an API key: W&B reads its own login (`wandb login`, WANDB_API_KEY) and we write none."""
     mode = resolve_wandb_mode(option)
     if mode == "disabled":
         return NullTracker()
-    return BackgroundTracker(WandbTracker(mode, project, directory))
+    return BackgroundTracker(WandbTracker(mode, project, directory, storage))

@@ -43,7 +43,12 @@ def tracker_config(space: SpaceConfig, task: Task, study_name: str) -> dict[str,
 def suggest_factors(trial: optuna.Trial, space: SpaceConfig, task: Task) -> None:
     """Record the factors as Optuna params (fixed by the queue), for Optuna's own tools."""
     for key, levels in space.factors.items():
-        value = trial.suggest_categorical(short_key(key), levels)
+        try:
+            value = trial.suggest_categorical(short_key(key), levels)
+        except ValueError:
+            # `--extend` added levels, and Optuna keeps one set of choices per param name per
+            # study; the cell's levels are in the trial's user attributes, which the report reads.
+            continue
         assert value == task.cell.values[key], "queued trial params disagree with its cell"
 
 
@@ -71,9 +76,11 @@ def run_trial(
         if probe:
             tracker.log(probe.at_init(), step=0)
         # History and diagnostics reach the storage once, when the trial ends (see _finish): a
-        # trial killed before that is re-run from scratch, so per-epoch writes would buy nothing.
+        # trial killed before that is re-run from scratch. Each epoch writes one number, for
+        # whoever watches a running trial.
         for record in fit(model, data, config.train, task.seed):
             history.append(record.metrics())
+            trial.set_user_attr("epochs_run", len(history))
             # Diagnostics go to the tracker and their own attribute, not the compact history.
             per_layer = probe.after_epoch() if probe else {}
             tracker.log(record.metrics() | per_layer, step=record.epoch)

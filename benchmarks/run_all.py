@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (script, arguments for --quick, arguments for a full run)
 BENCHMARKS = [
-    ("overhead.py", ["--trials", "6", "--repeats", "3"], ["--trials", "10", "--repeats", "5"]),
+    ("overhead.py", ["--trials", "27", "--repeats", "3"], ["--trials", "27", "--repeats", "5"]),
     ("workers.py", ["--trials", "40"], ["--trials", "80"]),
     ("pruning.py", [], []),
     ("pruning.py", ["--space", "search_spaces/pruning_large.yaml"], ["--space", "search_spaces/pruning_large.yaml"]),
-    ("data_pipeline.py", ["--quick"], []),
-    ("diagnostics_overhead.py", [], []),
+    ("data_pipeline.py", ["--size", "8000", "--repeats", "2"], []),
+    ("diagnostics_overhead.py", ["--repeats", "3"], []),
 ]
 
 

@@ -136,7 +136,7 @@ def test_sweep_stores_streams_and_reports_the_diagnostics(ablate, write_space, t
     import ablations.cli as cli
 
     tracker = RecordingTracker()
-    monkeypatch.setattr(cli, "make_tracker", lambda *args: tracker)
+    monkeypatch.setattr(cli, "make_tracker", lambda *args, **kwargs: tracker)
     space = write_space(TINY_SPACE)
     assert ablate("run", str(space), "--set", "seeds=1").code == 0
     study = optuna.load_study(study_name="tiny", storage=open_storage(None))
