@@ -18,7 +18,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import optuna
+from optuna.storages.journal import JournalFileBackend
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ablations.device import cpu_threads  # noqa: E402
 
 SPACE = """
 name: scaling
@@ -32,7 +38,9 @@ factors:
 """
 
 
-def sweep(workers: int, seeds: int, epochs: int) -> float:
+def sweep(workers: int, seeds: int, epochs: int) -> tuple[float, float]:
+    """(wall time of the whole command, steady-state trials per second between the first and
+    the last trial to finish: the rate a long sweep runs at, without process start-up)."""
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "scaling.yaml"
         space.write_text(textwrap.dedent(SPACE.format(seeds=seeds, epochs=epochs)))
@@ -40,7 +48,10 @@ def sweep(workers: int, seeds: int, epochs: int) -> float:
         command = [str(ablate), "run", str(space), "--wandb", "disabled", "--no-report", "--workers", str(workers)]
         start = time.perf_counter()
         subprocess.run(command, cwd=tmp, check=True, capture_output=True, env={**os.environ, "COLUMNS": "200"})
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(Path(tmp) / "runs" / "ablate.journal")))
+        done = sorted(t.datetime_complete for t in optuna.load_study(study_name="scaling", storage=storage).trials)
+        return wall, (len(done) - 1) / (done[-1] - done[0]).total_seconds()
 
 
 def main() -> None:
@@ -51,12 +62,14 @@ def main() -> None:
     args = parser.parse_args()
     seeds = max(1, args.trials // 4)
     results = {n: sweep(n, seeds, args.epochs) for n in map(int, args.workers.split(","))}
-    base = results[min(results)]
+    base_rate = results[min(results)][1]
     print(f"## Worker scaling ({seeds * 4} trials x {args.epochs} epochs, {os.cpu_count()} cores)\n")
-    print("| workers | wall time | trials per hour | speed-up |")
-    print("| ---: | ---: | ---: | ---: |")
-    for n, seconds in results.items():
-        print(f"| {n} | {seconds:.1f}s | {seeds * 4 / seconds * 3600:,.0f} | {base / seconds:.2f}x |")
+    print("Trials per hour is the steady rate between the first and the last trial to finish; the wall")
+    print("time includes starting the processes (each worker imports torch: a few seconds).\n")
+    print("| workers | torch threads per worker | wall time | trials per hour | speed-up |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for n, (seconds, rate) in results.items():
+        print(f"| {n} | {cpu_threads(None, n)} | {seconds:.1f}s | {rate * 3600:,.0f} | {rate / base_rate:.2f}x |")
 
 
 if __name__ == "__main__":
