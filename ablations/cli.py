@@ -23,7 +23,7 @@ from ablations.errors import AblationError
 from ablations.grid import DESIGNS, cells_of
 from ablations.models import count_parameters
 from ablations.progress import SweepDisplay
-from ablations.pruners import make_pruner
+from ablations.pruners import make_pruner, pruner_setting
 from ablations.study import (
     FINISHED_OUTCOMES,
     counts,
@@ -151,13 +151,13 @@ def _print_cost(space: SpaceConfig, trials: int) -> None:
     epochs = space.train.epochs
     worst = trials * epochs
     console.print(f"cost without pruning (the worst case): {worst:,} epochs ({trials} trials x {epochs} epochs)")
-    args = space.pruner.args
-    if space.pruner.name == "none":
+    name, args = space.pruner.name, space.pruner.args
+    if name == "none":
         return
-    startup = int(args.get("n_startup_trials", 5 if space.pruner.name in ("median", "percentile") else 0))
-    warmup = int(args.get("n_warmup_steps", 0))
+    startup = int(pruner_setting(name, args, "n_startup_trials", 0))
+    min_resource = pruner_setting(name, args, "min_resource", 1)  # "auto" for successive halving
     first_step = max(
-        warmup + 1, int(args.get("min_resource", 1) if isinstance(args.get("min_resource", 1), int) else 1)
+        int(pruner_setting(name, args, "n_warmup_steps", 0)) + 1, min_resource if isinstance(min_resource, int) else 1
     )
     best = min(trials, startup) * epochs + max(0, trials - startup) * min(first_step, epochs)
     console.print(

@@ -495,4 +495,6 @@ def _parse_scalar(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return text if isinstance(value, (dict, list)) or value is None and text.strip() else value
+    # Only scalars come from YAML: `--set norm={a: 1}` or `--set x=null` stay the text typed.
+    keep_text = isinstance(value, (dict, list)) or (value is None and text.strip())
+    return text if keep_text else value

@@ -41,5 +41,16 @@ def check_pruner_args(name: str, args: dict[str, Any]) -> None:
         raise ValueError(f"bad arguments for pruner {name!r}: {err}") from None
 
 
+def pruner_setting(name: str, args: dict[str, Any], key: str, fallback: Any) -> Any:
+    """An argument of pruner `name`: as given in the space, else the pruner's own default, else
+    `fallback` (for a pruner without that argument, or one whose default is not a plain value)."""
+    if key in args:
+        return args[key]
+    param = inspect.signature(PRUNERS[name]).parameters.get(key)
+    if param is None or param.default is inspect.Parameter.empty:
+        return fallback
+    return param.default
+
+
 def make_pruner(name: str, args: dict[str, Any]) -> optuna.pruners.BasePruner:
     return PRUNERS[name](**args)

@@ -95,12 +95,13 @@ def run_trial(
             test_acc = evaluate(model, data.test, precision=config.train.precision)[1]
     except KeyboardInterrupt:
         _save_diagnostics(trial, probe)
-        _finish(study, trial, tracker, history, "failed", None, "interrupted; the next run re-runs this cell", started)
+        interrupted = "interrupted; the next run re-runs this cell"
+        _finish(study, trial, tracker, space, history, "failed", None, interrupted, started)
         raise
     except Exception as err:  # noqa: BLE001 - a failed trial is recorded and the sweep goes on
         outcome, error = "failed", f"{type(err).__name__}: {err}"
     _save_diagnostics(trial, probe)
-    objective = _finish(study, trial, tracker, history, outcome, test_acc, error, started)
+    objective = _finish(study, trial, tracker, space, history, outcome, test_acc, error, started)
     return TrialResult(task, outcome, len(history), objective, test_acc, error)
 
 
@@ -113,13 +114,14 @@ def _finish(
     study: optuna.Study,
     trial: optuna.Trial,
     tracker: Tracker,
+    space: SpaceConfig,
     history: list[dict[str, float]],
     outcome: str,
     test_acc: float | None,
     error: str | None,
     started: float,
 ) -> float | None:
-    metric = study.user_attrs["space"]["objective"]["metric"]
+    metric = space.objective.metric
     finite = [h[metric] for h in history if math.isfinite(h[metric])]
     objective = finite[-1] if finite and outcome != "failed" else None
     summary: dict[str, Any] = {"outcome": outcome, "epochs_run": len(history)}

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ablations.config import short_key
 from ablations.report.figures import _grid, _save
-from ablations.report.table import cell_label, latest_trials, outcome_of, space_of
+from ablations.report.table import diagnostics_table, space_of
 
 FIGURES = ("activation_std.png", "grad_norm.png")
 STATS = ("pre_mean", "pre_std", "act_mean", "act_std", "dead")
@@ -28,21 +28,16 @@ def _num(x: Any) -> float:
     return math.nan if x is None else float(x)
 
 
-def diagnostics_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial x layer: `kind` is `act` (an activation layer, with its statistics at init)
-    or `weight` (a weight layer, with its gradient norm at init and after the last epoch)."""
-    space = space_of(study)
+def layer_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial x layer, expanded from the per-trial `diagnostics_table`: `kind` is `act`
+    (an activation layer, with its statistics at init) or `weight` (a weight layer, with its
+    gradient norm at init and after the last epoch). Failed trials are left out."""
     rows: list[dict[str, Any]] = []
-    for trial in latest_trials(study):
-        diag = trial.user_attrs.get("diagnostics")
-        if not diag or outcome_of(trial) == "failed":
+    for trial in diagnostics_table(study).to_dict("records"):
+        diag = trial["diagnostics"]
+        if not diag or trial["outcome"] == "failed":
             continue
-        cell = trial.user_attrs.get("cell") or {}
-        base = {
-            "key": trial.user_attrs.get("key", f"trial-{trial.number}"),
-            "cell": cell_label(cell, space),
-            **{short_key(k): cell.get(k) for k in space["factors"]},
-        }
+        base = {k: v for k, v in trial.items() if k not in ("seed", "outcome", "diagnostics")}
         init = diag.get("init") or {}
         for i, name in enumerate(diag.get("layers", [])):
             stats = {s: _num((init.get(s) or [None] * (i + 1))[i]) for s in STATS}
@@ -156,7 +151,7 @@ def write_diagnostics(study: optuna.Study, out_dir: Path) -> str:
     """Write diagnostics.csv and the figures into `out_dir`; return the markdown section ('' if none)."""
     space = space_of(study)
     factors = {short_key(k): levels for k, levels in space["factors"].items()}
-    table = diagnostics_table(study)
+    table = layer_table(study)
     (out_dir / "diagnostics.csv").unlink(missing_ok=True)
     if not table.empty:
         table.to_csv(out_dir / "diagnostics.csv", index=False)
