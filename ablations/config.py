@@ -26,9 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from ablations.data import DATASETS
 from ablations.errors import ConfigError
-from ablations.models import ACTIVATIONS, ARCHITECTURES, INITS, NORMS, incompatibilities
 from ablations.pruners import PRUNERS, check_pruner_args
 
 # The five core factors may be named by their short names in `factors:` and in `--set`.
@@ -52,6 +50,15 @@ def short_key(key: str) -> str:
         if full == key:
             return short
     return key
+
+
+def _datasets() -> Any:
+    """The dataset table. It and the factor tables are filled by the torch modules that define the
+    levels, so they are imported when a name is first checked, not with this module: commands
+    that never validate a space (`--help`, `status`, `report`) start without torch."""
+    from ablations.data import DATASETS
+
+    return DATASETS
 
 
 def _one_of(value: str, registry: Any) -> str:
@@ -90,7 +97,7 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        return _one_of(v, DATASETS)
+        return _one_of(v, _datasets())
 
     @field_validator("subset")
     @classmethod
@@ -108,6 +115,7 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
+        DATASETS = _datasets()  # noqa: N806 - the table, named as everywhere else
         source = DATASETS[self.name]
         if self.normalize == "standard" and source.standard is None:
             with_constants = [n for n in DATASETS.names() if DATASETS[n].standard is not None]
@@ -144,6 +152,8 @@ class ModelConfig(Strict):
     @field_validator("arch", "norm", "init", "activation")
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
+        from ablations.models import ACTIVATIONS, ARCHITECTURES, INITS, NORMS  # see _datasets
+
         registries = {"arch": ARCHITECTURES, "norm": NORMS, "init": INITS, "activation": ACTIVATIONS}
         return _one_of(v, registries[info.field_name])
 
@@ -162,7 +172,7 @@ class TrainConfig(Strict):
 class TrialConfig(Strict):
     """Everything one trial needs: the base config with one cell's levels filled in."""
 
-    data: DataConfig = DataConfig()
+    data: DataConfig = Field(default_factory=DataConfig)  # built when needed: its check imports the data code
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
@@ -253,7 +263,7 @@ class SpaceConfig(Strict):
     design: DesignConfig = DesignConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     pruner: PrunerConfig = PrunerConfig()
-    data: DataConfig = DataConfig()
+    data: DataConfig = Field(default_factory=DataConfig)  # built when needed: its check imports the data code
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     factors: dict[str, list[Any]] = Field(default_factory=dict)
@@ -374,6 +384,8 @@ def incompatible_cells(space: SpaceConfig) -> list[tuple[dict[str, Any], dict[st
     whose model makes no sense (models.incompatibilities), whether or not `exclude` drops it.
     Only the model factors are combined: whether a model makes sense depends on nothing else, and
     a random design may sample a grid far too large to list."""
+    from ablations.models import incompatibilities  # see _datasets
+
     keys = [k for k in space.factors if k.startswith("model.")]
     found = []
     for combo in itertools.product(*(space.factors[k] for k in keys)):

@@ -154,13 +154,19 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Source:
-    """One dataset name: how to load it, and how to learn its shape and classes cheaply (for
-    `ablate check`, and to fail before a sweep when files are missing)."""
+    """One dataset name: how to load it, and how to learn its shape and classes cheaply.
+
+    `info` answers from what is known of the dataset (a published dataset's shape and classes
+    need no files), so `ablate check` can count parameters before anything is downloaded; it
+    reads files only where nothing else can tell (an image folder's classes). `ensure` checks
+    (or downloads, when `data.download` allows) the files, raising DataMissingError; a sweep
+    calls it for every dataset before anything is queued."""
 
     load: Callable[[DataConfig], Raw]
     info: Callable[[DataConfig], tuple[Shape, int]]
     standard: Stats | None = None  # the dataset's customary normalization constants
     stream: Callable[[DataConfig], Dataset] | None = None  # a DataLoader path for data too large for memory
+    ensure: Callable[[DataConfig], None] | None = None  # None: the data needs no files
 
     def __call__(self, cfg: DataConfig) -> Raw:
         return self.load(cfg)
@@ -291,8 +297,8 @@ def load_dataset(cfg: DataConfig, device: torch.device | str = "cpu") -> Dataset
 
 
 def dataset_info(cfg: DataConfig) -> tuple[Shape, int]:
-    """(input_shape, num_classes) without loading the data; raises DataMissingError when the
-    files are not there (after downloading them, when `data.download` allows)."""
+    """(input_shape, num_classes) without loading the data, and for a published dataset without
+    its files; raises DataMissingError only when the answer is in files that are not there."""
     return DATASETS[cfg.name].info(cfg)
 
 
@@ -303,4 +309,7 @@ def require_datasets(configs: Iterable[DataConfig]) -> None:
         key = loading_key(cfg)
         if key not in seen:
             seen.add(key)
-            dataset_info(cfg)
+            source = DATASETS[cfg.name]
+            if source.ensure is not None:
+                source.ensure(cfg)
+            source.info(cfg)

@@ -63,7 +63,6 @@ def _mnist_source(name: str, cls: type, standard: tuple) -> Source:
             )
 
     def info(cfg: DataConfig) -> tuple[Shape, int]:
-        ensure(cfg)
         return (1, 28, 28), len(cls.classes)
 
     def load(cfg: DataConfig) -> Raw:
@@ -76,7 +75,7 @@ def _mnist_source(name: str, cls: type, standard: tuple) -> Source:
             ) from None
         return Raw(train.data.unsqueeze(1), train.targets, len(cls.classes), test.data.unsqueeze(1), test.targets)
 
-    return Source(load, info, standard)
+    return Source(load, info, standard, ensure=ensure)
 
 
 # Per-channel mean and std of the training images, as customarily quoted for each dataset.
@@ -131,10 +130,9 @@ def _cifar_source(name: str, cls: type, num_classes: int, standard: tuple) -> So
         )
 
     def info(cfg: DataConfig) -> tuple[Shape, int]:
-        ensure(cfg)
         return (3, 32, 32), num_classes
 
-    return Source(load, info, standard)
+    return Source(load, info, standard, ensure=ensure)
 
 
 DATASETS.register("cifar10")(
