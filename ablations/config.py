@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from ablations.errors import ConfigError
+from ablations.plugins.imports import is_import_path
 from ablations.pruners import PRUNERS, check_pruner_args
 
 # The five core factors may be named by their short names in `factors:` and in `--set`.
@@ -61,6 +62,16 @@ def _datasets() -> Any:
     return DATASETS
 
 
+def _importable(value: str, key: str) -> str:
+    from ablations.plugins.imports import PluginError, resolve
+
+    try:
+        resolve(value, key)
+    except PluginError as err:
+        raise ValueError(str(err).removeprefix(f"{key}: ")) from None
+    return value
+
+
 def _one_of(value: str, registry: Any) -> str:
     if value not in registry:
         raise ValueError(f"unknown {registry.kind} {value!r}; allowed: {', '.join(registry.names())}")
@@ -72,7 +83,11 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    name: str = "digits"
+    name: str = Field("digits", description="a dataset's name, or your function as 'package.module:callable'")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of your dataset function")
+    memory_limit_mb: float = Field(
+        4096, gt=0, description="your Datasets larger than this are read per batch by a DataLoader"
+    )
     root: str = Field("data", description="folder of the torchvision datasets (mnist, cifar10, ...)")
     download: bool = Field(False, description="download a missing torchvision dataset into root")
     val_fraction: float = Field(0.2, gt=0, lt=1)
@@ -97,7 +112,7 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        return _one_of(v, _datasets())
+        return _importable(v, "data.name") if is_import_path(v) else _one_of(v, _datasets())
 
     @field_validator("subset")
     @classmethod
@@ -115,6 +130,12 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
+        if self.args and not is_import_path(self.name):
+            raise ValueError(f"data.args: keyword arguments for your dataset function; {self.name} takes none")
+        if is_import_path(self.name):
+            if self.normalize == "standard":
+                raise ValueError("normalize: standard: your dataset has no standard constants; use train or none")
+            return self
         DATASETS = _datasets()  # noqa: N806 - the table, named as everywhere else
         source = DATASETS[self.name]
         if self.normalize == "standard" and source.standard is None:
@@ -131,7 +152,8 @@ class DataConfig(Strict):
 
 
 class ModelConfig(Strict):
-    arch: str = "mlp"
+    arch: str = Field("mlp", description="a built-in architecture, or your model as 'package.module:callable'")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of your model callable")
     width: int = Field(64, ge=1, description="hidden units (mlp); channels of the first stage (cnn)")
     depth: int = Field(2, ge=1, description="hidden layers (mlp), conv layers (cnn), 6n+2 layers (resnet)")
     norm: str = "none"
@@ -152,13 +174,22 @@ class ModelConfig(Strict):
     @field_validator("arch", "norm", "init", "activation")
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
+        if info.field_name == "arch" and is_import_path(v):
+            return _importable(v, "model.arch")
         from ablations.models import ACTIVATIONS, ARCHITECTURES, INITS, NORMS  # see _datasets
 
         registries = {"arch": ARCHITECTURES, "norm": NORMS, "init": INITS, "activation": ACTIVATIONS}
         return _one_of(v, registries[info.field_name])
 
+    @model_validator(mode="after")
+    def _args_for_callables(self) -> ModelConfig:
+        if self.args and not is_import_path(self.arch):
+            raise ValueError(f"model.args: keyword arguments for your model callable; arch {self.arch} takes none")
+        return self
+
 
 class TrainConfig(Strict):
+    loop: str = Field("builtin", description="builtin, or your training function as 'package.module:callable'")
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -178,13 +209,17 @@ class TrialConfig(Strict):
 
 
 class ObjectiveConfig(Strict):
-    metric: Literal[OBJECTIVE_METRICS] = "val_acc"  # type: ignore[valid-type]
+    """The metric every trial is judged by. The built-in loop reports OBJECTIVE_METRICS; your own
+    training function or script may report any name. A metric ending in `loss` or `error` is
+    minimized unless `direction` says otherwise."""
+
+    metric: str = Field("val_acc", pattern=r"^[A-Za-z_][\w./-]*$")
     direction: Literal["maximize", "minimize"] | None = None
 
     @model_validator(mode="after")
     def _default_direction(self) -> ObjectiveConfig:
         if self.direction is None:
-            self.direction = "minimize" if self.metric.endswith("loss") else "maximize"
+            self.direction = "minimize" if self.metric.endswith(("loss", "error")) else "maximize"
         return self
 
 
@@ -276,6 +311,18 @@ class SpaceConfig(Strict):
         """Whether a cell (full key -> level) matches one of the `exclude` rules."""
         return any(all(k in cell and cell[k] == v for k, v in rule.items()) for rule in self.exclude)
 
+    def chosen_model_keys(self) -> set[str]:
+        """The model keys this space chooses (a factor, or a base value other than the default): the
+        ones applied to a user's model (ablations.plugins.user_model). Others keep the model's own."""
+        defaults = ModelConfig.model_fields
+        chosen = {k.split(".", 1)[1] for k in self.factors if k.startswith("model.")}
+        chosen |= {
+            k
+            for k, f in defaults.items()
+            if k != "args" and getattr(self.model, k) != f.get_default(call_default_factory=True)
+        }
+        return chosen
+
     @field_validator("design", mode="before")
     @classmethod
     def _design_name(cls, v: Any) -> Any:
@@ -333,7 +380,44 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
     for i, rule in enumerate(space.exclude):
         _check_exclude_rule(space, i, rule, source)
     _check_compatible(space, source)
+    _check_objective(space, source)
+    _check_user_models(space, source)
     return space
+
+
+def _check_objective(space: SpaceConfig, source: str) -> None:
+    """The built-in loop reports a fixed set of metrics; a user's loop may report any."""
+    loops = {space.train.loop, *space.factors.get("train.loop", [])}
+    if loops == {"builtin"} and space.objective.metric not in OBJECTIVE_METRICS:
+        raise ConfigError(
+            f"{source}: objective.metric: the built-in training loop reports {', '.join(OBJECTIVE_METRICS)}, "
+            f"not {space.objective.metric!r}; pick one of those, or report it from your own train.loop"
+        )
+
+
+def _check_user_models(space: SpaceConfig, source: str) -> None:
+    """A user's model gets `depth`/`width` only if its callable takes them (they cannot be swapped
+    in), and every `model.args` key must be one of its parameters."""
+    from ablations.plugins.user_model import signature_of
+
+    archs = {space.model.arch, *space.factors.get("model.arch", [])}
+    chosen = space.chosen_model_keys()
+    arg_keys = set(space.model.args) | {k.split(".", 2)[2] for k in space.factors if k.startswith("model.args.")}
+    for arch in sorted(a for a in archs if is_import_path(a)):
+        names, var_kw = signature_of(arch)
+        params = ", ".join(sorted(names)) or "(none)"
+        for key in ("depth", "width"):
+            if key in chosen and key not in names:
+                where = f"factors.{key}" if f"model.{key}" in space.factors else f"model.{key}"
+                raise ConfigError(
+                    f"{source}: {where}: {arch} does not take `{key}` (its parameters: {params}); {key} cannot be "
+                    "swapped into a built model: add the parameter to your builder, or drop the factor"
+                )
+        unknown = sorted(k for k in arg_keys if k not in names) if not var_kw else []
+        if unknown:
+            raise ConfigError(
+                f"{source}: model.args: {', '.join(unknown)} not accepted by {arch} (its parameters: {params})"
+            )
 
 
 def _check_design(space: SpaceConfig, source: str) -> None:
@@ -465,7 +549,8 @@ def _leaf_keys() -> list[str]:
 
 
 def _is_leaf(key: str) -> bool:
-    return key in _leaf_keys()
+    # Keys under model.args / data.args are the user's callable's own arguments: any name.
+    return key in _leaf_keys() or bool(re.match(r"^(model|data)\.args\.[A-Za-z_]\w*$", key))
 
 
 def _set_path(config: dict[str, Any], key: str, value: Any) -> None:

@@ -22,8 +22,8 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from ablations.config import SpaceConfig, short_key
-from ablations.errors import StudyError
+from ablations.config import SpaceConfig, short_key, validate_space
+from ablations.errors import AblationError, StudyError
 from ablations.grid import Cell, Task, grid_fingerprint, schedule
 from ablations.lease import Heartbeat, is_stale, worker_id
 from ablations.pruners import make_pruner
@@ -121,6 +121,8 @@ def create_or_resume(
         if _grid_of(study) is None:  # its creator died before recording the grid: adopt it
             study.set_user_attr("grid", fingerprint)
             study.set_user_attr("command", mask_url(command))
+        if study.user_attrs.get("grid") != fingerprint and _same_grid(study.user_attrs.get("space"), fingerprint):
+            study.set_user_attr("grid", fingerprint)  # made by an earlier version that had fewer config keys
         if study.user_attrs.get("grid") != fingerprint:
             where = describe_storage(storage_url)
             if not extend:
@@ -134,6 +136,17 @@ def create_or_resume(
     study.set_user_attr("space", space.model_dump(mode="json"))
     study.set_user_attr("tasks", len(schedule(space, name)))
     return study
+
+
+def _same_grid(stored: dict[str, Any] | None, fingerprint: str) -> bool:
+    """Whether a stored space, read with today's defaults for keys added since it was stored, is the
+    grid of `fingerprint`: a new config key must not lock users out of their earlier studies."""
+    if not stored:
+        return False
+    try:
+        return grid_fingerprint(validate_space(stored, source="stored space")) == fingerprint
+    except AblationError:
+        return False
 
 
 def _grid_of(study: optuna.Study, wait_seconds: float = 30.0) -> str | None:

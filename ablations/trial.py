@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +14,10 @@ import torch
 from optuna.trial import TrialState
 
 from ablations.config import SpaceConfig, short_key
-from ablations.data import load_dataset
-from ablations.diagnostics import Diagnostics, first_batch
+from ablations.diagnostics import Diagnostics
 from ablations.grid import Task
-from ablations.models import build_model
+from ablations.plugins.loops import diverged, start_training
 from ablations.tracking import Tracker
-from ablations.train import evaluate, fit
 
 
 @dataclass(frozen=True)
@@ -64,35 +63,35 @@ def run_trial(
     history: list[dict[str, float]] = []
     probe: Diagnostics | None = None
     outcome, error, test_acc = "complete", None, None
+    metric = space.objective.metric
     tracker.start(name=task.label, group=study.study_name, config=tracker_config(space, task, study.study_name))
     try:
         suggest_factors(trial, space, task)
         config = space.trial_config(task.cell.values)
         torch.manual_seed(task.seed)
-        data = load_dataset(config.data, device)
-        batch_x, batch_y = first_batch(data.train)  # for LSUV and the diagnostics
-        model = build_model(config.model, data.input_shape, data.num_classes, batch_x).to(device)
-        probe = Diagnostics(model, batch_x, batch_y) if space.diagnostics else None
+        training = start_training(space, config, task.seed, device)
+        probe = training.probe
         if probe:
             tracker.log(probe.at_init(), step=0)
         # History and diagnostics reach the storage once, when the trial ends (see _finish): a
         # trial killed before that is re-run from scratch. Each epoch writes one number, for
-        # whoever watches a running trial.
-        for record in fit(model, data, config.train, task.seed):
-            history.append(record.metrics())
-            trial.set_user_attr("epochs_run", len(history))
-            # Diagnostics go to the tracker and their own attribute, not the compact history.
-            per_layer = probe.after_epoch() if probe else {}
-            tracker.log(record.metrics() | per_layer, step=record.epoch)
-            if record.diverged:
-                outcome = "diverged"
-                break
-            trial.report(getattr(record, space.objective.metric), record.epoch)
-            if trial.should_prune():
-                outcome = "pruned"
-                break
+        # whoever watches a running trial. Leaving the `with` closes the loop (pruned, diverged).
+        with closing(training.records) as records:
+            for record in records:
+                history.append(record)
+                trial.set_user_attr("epochs_run", len(history))
+                # Diagnostics go to the tracker and their own attribute, not the compact history.
+                per_layer = probe.after_epoch() if probe else {}
+                tracker.log(record | per_layer, step=int(record["epoch"]))
+                if diverged(record, metric):
+                    outcome = "diverged"
+                    break
+                trial.report(record[metric], int(record["epoch"]))
+                if trial.should_prune():
+                    outcome = "pruned"
+                    break
         if outcome == "complete":
-            test_acc = evaluate(model, data.test, precision=config.train.precision)[1]
+            test_acc = training.test_acc(history[-1] if history else None)
     except KeyboardInterrupt:
         _save_diagnostics(trial, probe)
         interrupted = "interrupted; the next run re-runs this cell"
@@ -122,7 +121,7 @@ def _finish(
     started: float,
 ) -> float | None:
     metric = space.objective.metric
-    finite = [h[metric] for h in history if math.isfinite(h[metric])]
+    finite = [h[metric] for h in history if math.isfinite(h.get(metric, math.nan))]
     objective = finite[-1] if finite and outcome != "failed" else None
     summary: dict[str, Any] = {"outcome": outcome, "epochs_run": len(history)}
     if objective is not None:

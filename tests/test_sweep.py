@@ -133,7 +133,7 @@ def test_wandb_failure_never_stops_the_sweep(ablate, write_space, monkeypatch):
 
 
 def test_interrupted_sweep_resumes_and_finishes_exactly_once(ablate, write_space, monkeypatch):
-    import ablations.trial as trial_module
+    import ablations.plugins.loops as trial_module  # where a trial builds and trains
 
     real_fit, calls = trial_module.fit, []
 
@@ -155,7 +155,7 @@ def test_interrupted_sweep_resumes_and_finishes_exactly_once(ablate, write_space
 
 
 def test_worker_joins_a_study_and_runs_what_is_queued(ablate, write_space, monkeypatch):
-    import ablations.trial as trial_module
+    import ablations.plugins.loops as trial_module  # where a trial builds and trains
 
     real_fit, calls = trial_module.fit, []
 
@@ -177,7 +177,7 @@ def test_worker_joins_a_study_and_runs_what_is_queued(ablate, write_space, monke
 
 
 def test_failed_trial_is_recorded_and_retried_next_run(ablate, write_space, monkeypatch):
-    import ablations.trial as trial_module
+    import ablations.plugins.loops as trial_module  # where a trial builds and trains
 
     real_build = trial_module.build_model
 

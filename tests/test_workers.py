@@ -167,7 +167,7 @@ def test_a_worker_of_this_machine_that_is_gone_is_stale_at_once_and_a_live_one_i
 
 def test_a_worker_that_lost_its_lease_does_not_overwrite_the_rerun(ablate, write_space, monkeypatch):
     import ablations.study as study_module
-    import ablations.trial as trial_module
+    import ablations.plugins.loops as trial_module  # where a trial builds and trains
 
     real_fit, stolen = trial_module.fit, []
 

@@ -175,6 +175,15 @@ class Source:
 DATASETS: Registry[Source] = Registry("dataset")
 
 
+def source_for(name: str) -> Source:
+    """A registered dataset, or a user's dataset function given by import path."""
+    if ":" in name:
+        from ablations.plugins.user_data import user_source
+
+        return user_source(name)
+    return DATASETS[name]
+
+
 # ---------------------------------------------------------------- splits and normalization
 
 
@@ -215,14 +224,15 @@ def subset_size(subset: float | int | None, n: int) -> int:
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std over (N, H, W), in float64 chunks: exact for uint8 data of any size
-    without a float copy of the whole array."""
+    """Per-channel (dim 1) mean and std over every other dim, in float64 chunks: exact for uint8
+    data of any size without a float copy of the whole array. (N, F) features get per-feature stats."""
     total = torch.zeros(x.shape[1], dtype=torch.float64)
     squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    dims = (0, *range(2, x.dim()))
     for start in range(0, len(x), chunk):
         part = x[start : start + chunk].to(torch.float64)
-        total += part.sum(dim=(0, 2, 3))
-        squares += part.square().sum(dim=(0, 2, 3))
+        total += part.sum(dim=dims)
+        squares += part.square().sum(dim=dims)
     count = x.numel() // x.shape[1]
     mean = total / count
     var = (squares - count * mean.square()) / max(1, count - 1)
@@ -240,7 +250,8 @@ def normalization(cfg: DataConfig, train_x: torch.Tensor, source: Source) -> tup
     else:  # none: pixels scaled to [0, 1]
         channels = train_x.shape[1]
         mean, std = torch.zeros(channels), torch.full((channels,), scale)
-    return mean.view(-1, 1, 1), std.view(-1, 1, 1)
+    per_channel = (-1, *[1] * (train_x.dim() - 2))  # broadcasts over the dims after the channel
+    return mean.view(per_channel), std.view(per_channel)
 
 
 def build(cfg: DataConfig, raw: Raw, source: Source) -> Dataset:
@@ -276,11 +287,11 @@ def _load_cpu(key: str) -> Dataset:
     from ablations.config import DataConfig
 
     cfg = DataConfig.model_validate_json(key)
-    source = DATASETS[cfg.name]
-    if not cfg.in_memory:
-        assert source.stream is not None, "config validation lets in_memory: false through only for streams"
+    source = source_for(cfg.name)
+    if not cfg.in_memory and source.stream is not None:
         return source.stream(cfg)
-    return build(cfg, source(cfg), source)
+    loaded = source(cfg)  # a user's source may stream a dataset too large for memory itself
+    return loaded if isinstance(loaded, Dataset) else build(cfg, loaded, source)
 
 
 @functools.lru_cache(maxsize=2)
@@ -299,7 +310,7 @@ def load_dataset(cfg: DataConfig, device: torch.device | str = "cpu") -> Dataset
 def dataset_info(cfg: DataConfig) -> tuple[Shape, int]:
     """(input_shape, num_classes) without loading the data, and for a published dataset without
     its files; raises DataMissingError only when the answer is in files that are not there."""
-    return DATASETS[cfg.name].info(cfg)
+    return source_for(cfg.name).info(cfg)
 
 
 def require_datasets(configs: Iterable[DataConfig]) -> None:

@@ -6,9 +6,10 @@ import `ablations.config` at import time (type hints only, under TYPE_CHECKING).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor, nn
 
 from ablations.models.cnn import build_cnn
@@ -53,12 +54,23 @@ def init_context(cfg: ModelConfig, batch: Tensor | None = None) -> InitContext:
 
 
 def build_model(
-    cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int, batch: Tensor | None = None
+    cfg: ModelConfig,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    batch: Tensor | None = None,
+    chosen: Collection[str] = (),
 ) -> nn.Module:
     """The architecture `cfg.arch` for inputs of `input_shape` (no batch dim), initialised by `cfg.init`.
 
     `batch` is real training inputs, which data-dependent inits (lsuv) need; the model is moved to
-    the batch's device so the init can run it there."""
+    the batch's device so the init can run it there. A user's model (`arch` an import path) is
+    built by ablations.plugins.user_model, which applies the `chosen` standard keys it does not take."""
+    if ":" in cfg.arch:
+        from ablations.plugins.user_model import build_user_model
+
+        if batch is None:
+            batch = torch.zeros(2, *input_shape)
+        return build_user_model(cfg, tuple(input_shape), num_classes, batch, chosen).model
     model = ARCHITECTURES[cfg.arch](cfg, tuple(input_shape), num_classes)
     if batch is not None:
         model = model.to(batch.device)

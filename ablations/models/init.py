@@ -53,6 +53,7 @@ _GAIN_NAME = {
     "elu": "relu",
     "gelu": "relu",
     "silu": "relu",
+    "linear": "linear",  # a user's model with no (or mixed) activations: no gain
 }
 PRELU_INIT_SLOPE = 0.25
 
