@@ -63,28 +63,60 @@ def print_exclusions(space: SpaceConfig, console: Console) -> None:
 
 
 def print_model_variants(space: SpaceConfig, cells: list[Cell], console: Console) -> None:
-    """One row per distinct model of the grid with its parameter count (models built, not trained)."""
+    """One row per distinct model of the grid with its parameter count (models built, not trained)
+    and, for a user's model, what each applied level swapped. A user's model that cannot be built,
+    or whose output does not fit the data, is bad input: the table is shown, then the first error."""
     from ablations.data import DataMissingError, dataset_info
-    from ablations.models import ARCHITECTURES, count_parameters
 
     try:
         input_shape, num_classes = dataset_info(space.data)  # published datasets: known without files
     except DataMissingError:
         console.print("model variants: parameter counts need the data's shape and classes (see below)")
         return
-    variants: dict[str, tuple[int, str]] = {}
+    variants: dict[str, tuple[str, str, str]] = {}
+    errors: list[str] = []
     for cell in cells:
         model_cfg = space.trial_config(cell.values).model
         key = model_cfg.model_dump_json()
-        if key not in variants:
-            # Uninitialised: the count does not depend on the init, and lsuv would need a batch.
-            model = ARCHITECTURES[model_cfg.arch](model_cfg, input_shape, num_classes)
-            label = " ".join(f"{short_key(k)}={v}" for k, v in cell.values.items() if k.startswith("model."))
-            variants[key] = (count_parameters(model), label or "base model")
+        if key in variants:
+            continue
+        label = " ".join(f"{short_key(k)}={v}" for k, v in cell.values.items() if k.startswith("model."))
+        try:
+            params, swaps = _variant(space, model_cfg, input_shape, num_classes)
+        except Exception as err:  # noqa: BLE001 - the user's builder raised: shown, then refused below
+            message = str(err) if isinstance(err, AblationError) else f"{type(err).__name__}: {err}"
+            errors.append(f"model variant {label or 'base model'}: {message}")
+            params, swaps = "error", message.splitlines()[0][:80] if message else ""
+        variants[key] = (label or "base model", params, swaps)
     table = Table("model variant", "parameters", title=f"model variants on {space.data.name} {input_shape}")
-    for params, label in variants.values():
-        table.add_row(label, f"{params:,}")
+    user = any(swaps for _, _, swaps in variants.values())
+    if user:
+        table.add_column("applied to your model")
+    for label, params, swaps in variants.values():
+        table.add_row(label, params, *([swaps] if user else []))
     console.print(table)
+    if errors:
+        raise AblationError(errors[0])
+
+
+def _variant(space: SpaceConfig, model_cfg: object, input_shape: tuple, num_classes: int) -> tuple[str, str]:
+    """(parameter count, what was swapped) of one model variant."""
+    import torch
+
+    from ablations.models import ARCHITECTURES, count_parameters
+    from ablations.plugins.imports import is_import_path
+    from ablations.plugins.user_model import build_user_model, signature_of, swap_summary
+
+    if not is_import_path(model_cfg.arch):
+        # Uninitialised: the count does not depend on the init, and lsuv would need a batch.
+        return f"{count_parameters(ARCHITECTURES[model_cfg.arch](model_cfg, input_shape, num_classes)):,}", ""
+    batch = torch.zeros(2, *input_shape)  # shapes only; the init (which may need real data) is left out
+    chosen = space.chosen_model_keys()
+    built = build_user_model(model_cfg.model_copy(update={"init": "default"}), input_shape, num_classes, batch, chosen)
+    names, _ = signature_of(model_cfg.arch)
+    passed = ", ".join(f"{k}={v}" for k, v in built.passed.items() if k in chosen or k in model_cfg.args)
+    lines = ([f"passed: {passed}"] if passed else []) + swap_summary(built, batch, chosen, names)
+    return f"{count_parameters(built.model):,}", "; ".join(lines) or "as built"
 
 
 def print_cost(space: SpaceConfig, trials: int, console: Console) -> None:

@@ -320,7 +320,7 @@ def require_datasets(configs: Iterable[DataConfig]) -> None:
         key = loading_key(cfg)
         if key not in seen:
             seen.add(key)
-            source = DATASETS[cfg.name]
+            source = source_for(cfg.name)
             if source.ensure is not None:
                 source.ensure(cfg)
             source.info(cfg)
