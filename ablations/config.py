@@ -401,17 +401,15 @@ def _check_user_models(space: SpaceConfig, source: str) -> None:
     from ablations.plugins.user_model import signature_of
 
     archs = {space.model.arch, *space.factors.get("model.arch", [])}
-    chosen = space.chosen_model_keys()
     arg_keys = set(space.model.args) | {k.split(".", 2)[2] for k in space.factors if k.startswith("model.args.")}
     for arch in sorted(a for a in archs if is_import_path(a)):
         names, var_kw = signature_of(arch)
         params = ", ".join(sorted(names)) or "(none)"
-        for key in ("depth", "width"):
-            if key in chosen and key not in names:
-                where = f"factors.{key}" if f"model.{key}" in space.factors else f"model.{key}"
+        for key in ("depth", "width"):  # a base value is simply not passed (`check` shows what is)
+            if f"model.{key}" in space.factors and key not in names:
                 raise ConfigError(
-                    f"{source}: {where}: {arch} does not take `{key}` (its parameters: {params}); {key} cannot be "
-                    "swapped into a built model: add the parameter to your builder, or drop the factor"
+                    f"{source}: factors.{key}: {arch} does not take `{key}` (its parameters: {params}); {key} "
+                    "cannot be swapped into a built model: add the parameter to your builder, or drop the factor"
                 )
         unknown = sorted(k for k in arg_keys if k not in names) if not var_kw else []
         if unknown:

@@ -71,10 +71,12 @@ def build_user_model(
     names, var_kw = parameters(fn)
     offered: dict[str, Any] = {k: getattr(cfg, k) for k in PASSED if k in chosen}
     offered.update(num_classes=num_classes, input_shape=tuple(input_shape), in_channels=input_shape[0])
-    if var_kw and "num_classes" not in cfg.args:
-        names = names | {"num_classes"}
     passed = {k: v for k, v in offered.items() if k in names}
-    model = call_with(fn, passed, dict(cfg.args), "model")
+    given = dict(cfg.args)
+    if var_kw and "num_classes" not in given:
+        given = {"num_classes": num_classes, **given}  # the convention of torchvision's and timm's builders
+        passed["num_classes"] = num_classes
+    model = call_with(fn, passed, given, "model")
     if not isinstance(model, nn.Module):
         raise PluginError(f"model.arch: {cfg.arch} returned {type(model).__name__}, not a torch.nn.Module")
     model = model.to(batch.device)
