@@ -114,7 +114,8 @@ def _variant(space: SpaceConfig, model_cfg: object, input_shape: tuple, num_clas
     chosen = space.chosen_model_keys()
     built = build_user_model(model_cfg.model_copy(update={"init": "default"}), input_shape, num_classes, batch, chosen)
     names, _ = signature_of(model_cfg.arch)
-    passed = ", ".join(f"{k}={v}" for k, v in built.passed.items() if k in chosen or k in model_cfg.args)
+    from_data = ("num_classes", "input_shape", "in_channels")
+    passed = ", ".join(f"{k}={v}" for k, v in built.passed.items() if k not in from_data)
     lines = ([f"passed: {passed}"] if passed else []) + swap_summary(built, batch, chosen, names)
     return f"{count_parameters(built.model):,}", "; ".join(lines) or "as built"
 

@@ -190,6 +190,7 @@ class ModelConfig(Strict):
 
 class TrainConfig(Strict):
     loop: str = Field("builtin", description="builtin, or your training function as 'package.module:callable'")
+    args: dict[str, Any] = Field(default_factory=dict, description="settings of your own training function")
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -388,6 +389,8 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
 def _check_objective(space: SpaceConfig, source: str) -> None:
     """The built-in loop reports a fixed set of metrics; a user's loop may report any."""
     loops = {space.train.loop, *space.factors.get("train.loop", [])}
+    if loops == {"builtin"} and (space.train.args or any(k.startswith("train.args.") for k in space.factors)):
+        raise ConfigError(f"{source}: train.args: settings for your own train.loop; the built-in loop takes none")
     if loops == {"builtin"} and space.objective.metric not in OBJECTIVE_METRICS:
         raise ConfigError(
             f"{source}: objective.metric: the built-in training loop reports {', '.join(OBJECTIVE_METRICS)}, "
@@ -548,7 +551,7 @@ def _leaf_keys() -> list[str]:
 
 def _is_leaf(key: str) -> bool:
     # Keys under model.args / data.args are the user's callable's own arguments: any name.
-    return key in _leaf_keys() or bool(re.match(r"^(model|data)\.args\.[A-Za-z_]\w*$", key))
+    return key in _leaf_keys() or bool(re.match(r"^(model|data|train)\.args\.[A-Za-z_]\w*$", key))
 
 
 def _set_path(config: dict[str, Any], key: str, value: Any) -> None:

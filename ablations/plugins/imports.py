@@ -72,6 +72,15 @@ def parameters(fn: Callable[..., Any]) -> tuple[set[str], bool]:
     return names, var_kw
 
 
+def required(fn: Callable[..., Any]) -> set[str]:
+    """The keyword names `fn` takes without a default."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return set()
+    return {name for name, p in sig.parameters.items() if p.default is inspect.Parameter.empty}
+
+
 def call_with(fn: Callable[..., Any], offered: dict[str, Any], given: dict[str, Any], key: str) -> Any:
     """Call `fn` with every `given` argument (the YAML's args: each must be accepted) and every
     `offered` one its signature names."""

@@ -3,8 +3,9 @@ returns an `nn.Module` of logits (N, num_classes)).
 
 The callable gets `model.args` as keyword arguments, plus each standard key its signature names:
 `norm`, `activation`, `dropout`, `depth`, `width`, `init` (the level's name or value: build it
-yourself, e.g. with `ablations.layers`) and `num_classes`, `input_shape`, `in_channels` (from the
-data). A builder with `**kwargs` also gets `num_classes`, as torchvision's and timm's do.
+yourself, e.g. with `ablations.layers`) when the space chooses it or the parameter has no default,
+and `num_classes`, `input_shape`, `in_channels` (from the data). A builder with `**kwargs` also
+gets `num_classes`, as torchvision's and timm's do.
 
 A standard key the space chooses (a factor, or a `model:` value other than the default) that the
 callable does not take is applied to the built model instead: `norm`, `activation` and `dropout`
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from ablations.models.init import CLASSIFIER_ATTR, INITS, InitContext, weighted_layers
 from ablations.models.layers import LayerOptions
-from ablations.plugins.imports import PluginError, call_with, parameters, resolve
+from ablations.plugins.imports import PluginError, call_with, parameters, required, resolve
 from ablations.plugins.swap import (
     ACTIVATION_TYPES,
     SwapReport,
@@ -69,7 +70,10 @@ def build_user_model(
     the output is (N, num_classes) logits. `batch` is a real input batch (shapes, LSUV, the check)."""
     fn = resolve(cfg.arch, "model.arch")
     names, var_kw = parameters(fn)
-    offered: dict[str, Any] = {k: getattr(cfg, k) for k in PASSED if k in chosen}
+    # A standard key goes to the callable when the space chooses it, or when the callable requires
+    # it (then the config's value, default or not); else the callable's own default stands.
+    needed = required(fn)
+    offered: dict[str, Any] = {k: getattr(cfg, k) for k in PASSED if k in chosen or k in needed}
     offered.update(num_classes=num_classes, input_shape=tuple(input_shape), in_channels=input_shape[0])
     passed = {k: v for k, v in offered.items() if k in names}
     given = dict(cfg.args)
