@@ -166,8 +166,8 @@ def test_a_worker_of_this_machine_that_is_gone_is_stale_at_once_and_a_live_one_i
 
 
 def test_a_worker_that_lost_its_lease_does_not_overwrite_the_rerun(ablate, write_space, monkeypatch):
-    import ablations.study as study_module
     import ablations.plugins.loops as trial_module  # where a trial builds and trains
+    import ablations.study as study_module
 
     real_fit, stolen = trial_module.fit, []
 
