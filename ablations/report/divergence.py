@@ -3,18 +3,23 @@
 A trial *broke* when it diverged (NaN/inf loss) or failed (an exception): it has no score, so the
 metric analysis cannot see it, and dropping it would hide the factor that caused it. Here the
 binary outcome broke / trained is modelled by logistic regression on the factors (every trial
-with an outcome; a pruned trial counts as trained: it was finite when it was stopped).
+with an outcome; a pruned trial counts as trained: it was finite when it was stopped, though it is
+censored and might have diverged later).
 
 - Per level: broken k of n with the exact Clopper-Pearson 95% interval.
-- Per factor: a likelihood-ratio test, type II: the deviance of the additive logit model without
-  the factor minus that of the additive model (chi-squared, df = the difference in rank).
-- Per pair a x b: the deviance of the additive model minus that of the additive model plus the
-  a x b cells.
+- Per factor (type II): Rao's score test of adding the factor to the additive logit model of the
+  other factors (chi-squared, df = the difference in rank).
+- Per pair a x b: the score test of adding the a x b cells to the additive model.
 
-Complete separation (a level where every trial broke, or none did, e.g. 6/9 vs 0/9) sends the
-maximum-likelihood coefficients to infinity, but the deviance has a finite limit: iteratively
-reweighted least squares with fitted probabilities kept inside [1e-12, 1 - 1e-12] converges to
-it, so the LR statistic stays finite and well defined (a Wald test would not be).
+Why the score test rather than the likelihood ratio (LR): it needs only the fit of the smaller
+model, and with few events per level the LR statistic is liberal. On 900 null tests (54 trials,
+divergence rate 0.1-0.4, independent of the factors) the LR test rejected 7.7% at the 5% level and
+the score test 6.0%. In one-factor tables it is exactly Pearson's chi-squared. Complete separation
+(a level where every trial broke, or none did, e.g. 6/9 vs 0/9) sends the maximum-likelihood
+coefficients of the larger model to infinity, which the score test never fits; where the smaller
+model is itself separated, iteratively reweighted least squares with fitted probabilities kept
+inside [1e-12, 1 - 1e-12] converges to its finite limit (0/1 probabilities), and those trials carry
+no information, as they should. The LR statistic is kept beside it (`lr` column) for reference.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from scipy import stats
 
 BROKE = ("diverged", "failed")
 EPS = 1e-12
-TEST_COLUMNS = ["factor", "df", "chi2", "p"]
-PAIR_COLUMNS = ["a", "b", "df", "chi2", "p"]
+TEST_COLUMNS = ["factor", "df", "chi2", "p", "lr"]
+PAIR_COLUMNS = ["a", "b", "df", "chi2", "p", "lr"]
 
 
 def broke(trials: pd.DataFrame) -> np.ndarray:
@@ -64,10 +69,10 @@ def _design(frame: pd.DataFrame, terms: Sequence[Sequence[str]]) -> np.ndarray:
     return np.column_stack([np.ones(len(frame)), *(_onehot(frame, t) for t in terms)])
 
 
-def deviance(y: np.ndarray, x: np.ndarray, max_iter: int = 200) -> float:
-    """Deviance (-2 log likelihood) of the logistic regression of y on x at its maximum (or, under
-    separation, its limit). x may be rank deficient: the least-squares steps take the minimum-norm
-    solution, which leaves the fitted probabilities, and so the deviance, unchanged."""
+def logistic_fit(y: np.ndarray, x: np.ndarray, max_iter: int = 200) -> tuple[np.ndarray, float]:
+    """Fitted probabilities and deviance (-2 log likelihood) of the logistic regression of y on x at
+    its maximum (or, under separation, its limit). x may be rank deficient: the least-squares steps
+    take the minimum-norm solution, which leaves the fitted probabilities unchanged."""
     beta = np.zeros(x.shape[1])
     previous = math.inf
     for _ in range(max_iter):
@@ -81,15 +86,21 @@ def deviance(y: np.ndarray, x: np.ndarray, max_iter: int = 200) -> float:
         z = eta + (y - p) / w
         sw = np.sqrt(w)
         beta = np.linalg.lstsq(x * sw[:, None], z * sw, rcond=None)[0]
-    return dev
+    return p, dev
 
 
-def _lr(y: np.ndarray, small: np.ndarray, big: np.ndarray) -> tuple[int, float, float]:
+def _test(y: np.ndarray, small: np.ndarray, big: np.ndarray) -> tuple[int, float, float, float]:
+    """df, score statistic, its chi-squared p-value and the LR statistic, for `small` nested in `big`."""
     df = int(np.linalg.matrix_rank(big)) - int(np.linalg.matrix_rank(small))
     if df <= 0:
-        return 0, math.nan, math.nan
-    chi2 = max(deviance(y, small) - deviance(y, big), 0.0)
-    return df, chi2, float(stats.chi2.sf(chi2, df))
+        return 0, math.nan, math.nan, math.nan
+    p, dev_small = logistic_fit(y, small)
+    w = p * (1 - p)
+    score = big.T @ (y - p)  # zero in the directions of `small`, which fitted them
+    information = big.T @ (w[:, None] * big)
+    chi2 = max(float(score @ np.linalg.pinv(information, rcond=1e-10, hermitian=True) @ score), 0.0)
+    lr = max(dev_small - logistic_fit(y, big)[1], 0.0)
+    return df, chi2, float(stats.chi2.sf(chi2, df)), lr
 
 
 def _usable(trials: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -98,7 +109,7 @@ def _usable(trials: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.DataFrame,
 
 
 def divergence_tests(trials: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
-    """One row per varying factor: the LR test of its main effect on the odds of breaking. Empty
+    """One row per varying factor: the score test of its main effect on the odds of breaking. Empty
     when no trial broke or every trial did (nothing to explain)."""
     frame, varying = _usable(trials, factors)
     y = broke(frame)
@@ -107,12 +118,12 @@ def divergence_tests(trials: pd.DataFrame, factors: Sequence[str]) -> pd.DataFra
         full = _design(frame, [[f] for f in varying])
         for factor in varying:
             small = _design(frame, [[f] for f in varying if f != factor])
-            rows.append([factor, *_lr(y, small, full)])
+            rows.append([factor, *_test(y, small, full)])
     return pd.DataFrame(rows, columns=TEST_COLUMNS)
 
 
 def divergence_interactions(trials: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
-    """One row per pair with an estimable interaction: the LR test of the a x b cells beyond the
+    """One row per pair with an estimable interaction: the score test of the a x b cells beyond the
     additive logit model."""
     frame, varying = _usable(trials, factors)
     y = broke(frame)
@@ -122,9 +133,9 @@ def divergence_interactions(trials: pd.DataFrame, factors: Sequence[str]) -> pd.
         additive = _design(frame, mains)
         for i, a in enumerate(varying):
             for b in varying[i + 1 :]:
-                df, chi2, p = _lr(y, additive, _design(frame, [*mains, [a, b]]))
+                df, chi2, p, lr = _test(y, additive, _design(frame, [*mains, [a, b]]))
                 if df > 0:
-                    rows.append([a, b, df, chi2, p])
+                    rows.append([a, b, df, chi2, p, lr])
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 

@@ -46,7 +46,7 @@ def _tests_columns(rows: pd.DataFrame, budget: int | None) -> dict[str, list[str
             _f(*r) for r in zip(get("F_budget"), get("df_budget"), get("df_error_budget"), strict=True)
         ]
         out[f"p (epoch {budget})"] = [_p(p, a) for p, a in zip(get("p_budget"), get("adj_p_budget"), strict=True)]
-    out["divergence LR χ² (df)"] = [_chi2(c, d) for c, d in zip(get("chi2_div"), get("df_div"), strict=True)]
+    out["divergence score χ² (df)"] = [_chi2(c, d) for c, d in zip(get("chi2_div"), get("df_div"), strict=True)]
     out["p (divergence)"] = [_p(p, a) for p, a in zip(get("p_div"), get("adj_p_div"), strict=True)]
     return out
 
@@ -97,9 +97,11 @@ def _factor_tests(
         "F-test of its main effect on the final "
         f"`{metric}` over the finished trials (completed, or early-stopped at their best epoch; pruned trials "
         f"are censored and not scored here), in a linear model with every factor, against {_noise_text(error, pure)}."
-        f"{at_budget} Beside it, a likelihood-ratio test of the factor in a logistic model of the odds that a trial "
-        "diverged or failed (Clopper-Pearson rates per level in the tables below; under complete separation, e.g. "
-        "6/9 vs 0/9, the deviance is taken at its finite limit). All p-values of this table are one family, "
+        f"{at_budget} Beside it, Rao's score test of the factor in a logistic model of the odds that a trial "
+        "diverged or failed, given the other factors (a pruned trial counts as trained; rates per level with exact "
+        "Clopper-Pearson intervals in the tables below). The score test needs only the model without the factor, "
+        "so it stays finite under complete separation (e.g. 6/9 vs 0/9), and it holds its level better than the "
+        "likelihood ratio at small counts. All p-values of this table are one family, "
         "adjusted by Holm's method; `yes` means an adjusted p < 0.05, and says which test carried it. Partial η² "
         "is the metric effect size; rows are ranked by it. Optuna's fANOVA importance (completed trials, a random "
         "forest) is a cross-check of the metric ranking.",
@@ -148,7 +150,7 @@ def _interactions(
         "For each pair of factors: the mean final `" + metric + "` of every combination (finished trials, n in "
         "brackets, then how many of its trials diverged or failed) and the tests of whether the pair's effect "
         "differs from the sum of the two main effects: an F-test on the metric (and at the common budget when "
-        "trials were pruned) and a likelihood-ratio test of the pair's term in the logistic model of divergence. "
+        "trials were pruned) and a score test of the pair's term in the logistic model of divergence. "
         "The pairs' p-values are one family, Holm-adjusted. A flagged interaction means one factor's effect "
         "depends on the other's level: read its main effects with care.",
         "",

@@ -20,7 +20,7 @@ from scipy import stats
 SCORED = ("complete", "early_stopped")
 BROKE = ("diverged", "failed")
 LEVEL_COLUMNS = [
-    "level", "n", "mean", "std", "ci_low", "ci_high", "best", "trials", "broke", "pruned", "diverged", "failed",
+    "level", "n", "mean", "adj_mean", "std", "ci_low", "ci_high", "best", "trials", "broke", "pruned", "diverged", "failed",
 ]  # fmt: skip
 
 
@@ -145,13 +145,30 @@ def leaderboard(trials: pd.DataFrame, direction: str, epochs: int | None = None)
     return board.reset_index(drop=True)
 
 
+def adjusted_means(ok: pd.DataFrame, factor: str, others: Sequence[str]) -> dict[str, float]:
+    """Each level's mean as the additive model of all factors predicts it, averaged over the observed
+    levels of the others (least-squares means). On a complete balanced grid this is the plain mean;
+    when pruning or divergence removed cells, it compares levels within the cells that remain
+    instead of rewarding the level whose weak cells were removed (survivorship)."""
+    terms = [factor, *(f for f in others if ok[f].astype(str).nunique() > 1)]
+    if ok.empty:
+        return {}
+    codes = [pd.factorize(ok[f].astype(str), sort=True) for f in terms]
+    blocks = [np.eye(len(names))[code] for code, names in codes]
+    x = np.column_stack([np.ones(len(ok)), *blocks])
+    beta = np.linalg.lstsq(x, ok["objective"].to_numpy(float), rcond=None)[0]
+    offsets = np.cumsum([1, *(len(names) for _, names in codes)])
+    rest = beta[0] + sum(beta[offsets[i] : offsets[i + 1]].mean() for i in range(1, len(terms)))
+    return {name: float(rest + beta[offsets[0] + j]) for j, name in enumerate(codes[0][1])}
+
+
 def level_table(
     trials: pd.DataFrame, factor: str, levels: list[Any], direction: str, others: Sequence[str] = ()
 ) -> pd.DataFrame:
     """One row per level of `factor`: its scored trials' statistics and its difference to the best level.
 
-    Each level pools every cell and seed it appears in; levels whose trials mostly broke (diverged
-    or failed) rank below the others. `delta` is the level's mean minus the best
+    Each level pools every cell and seed it appears in. Levels are ranked by their adjusted mean
+    (`adjusted_means`), and levels whose trials mostly broke (diverged or failed) rank below the others. `delta` is the level's mean minus the best
     level's mean. Its 95% interval is paired (`paired` > 0: the number of trials matched on the
     `others` factors and the seed) when at least half of the smaller level finds a partner, which
     removes the other factors' and the data order's variation; otherwise a Welch interval of the
@@ -160,6 +177,7 @@ def level_table(
     seen = [v for v in trials[factor].dropna().drop_duplicates() if v not in levels]
     ok = scored(trials)
     keys = pair_keys(ok, others)
+    adjusted = adjusted_means(ok, factor, others)
     rows = []
     for level in [*levels, *seen]:
         group = trials[trials[factor] == level]
@@ -172,6 +190,7 @@ def level_table(
                 "level": level,
                 "n": len(values),
                 "mean": mean,
+                "adj_mean": adjusted.get(str(level), math.nan),
                 "std": std,
                 "ci_low": low,
                 "ci_high": high,
@@ -188,7 +207,7 @@ def level_table(
     table = pd.DataFrame(rows, columns=[*LEVEL_COLUMNS, "values", "keys"])
     # A level whose trials mostly diverged or failed is never the best, whatever its survivors scored.
     table["mostly_broke"] = [mostly_broke(b, t) for b, t in zip(table["broke"], table["trials"], strict=True)]
-    table = _rank(table, "mean", direction, tier="mostly_broke").reset_index(drop=True)
+    table = _rank(table, "adj_mean", direction, tier="mostly_broke").reset_index(drop=True)
     top = table["values"].iloc[0] if len(table) else np.array([])
     top_keys = table["keys"].iloc[0] if len(table) else np.array([])
     deltas, paired = [], []

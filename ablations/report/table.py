@@ -101,7 +101,7 @@ def _trial_row(trial: optuna.trial.FrozenTrial, space: dict[str, Any]) -> dict[s
         "seed": attrs.get("seed"),
         "outcome": outcome_of(trial),
         "epochs_run": attrs.get("epochs_run", len(history)),
-        "best_epoch": attrs.get("best_epoch"),
+        "best_epoch": _finite(attrs.get("best_epoch")),
         "objective": _finite(objective),
         "best_objective": best(finite) if finite else math.nan,
         **{m: _finite(last.get(m)) for m in METRICS},
