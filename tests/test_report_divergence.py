@@ -84,7 +84,8 @@ def test_one_factor_score_test_is_pearsons_chi_squared():
     from scipy.stats import chi2_contingency
 
     table = grid({"a": ["x", "y", "z"]}, seeds=10)
-    table["outcome"] = ["diverged" if i % k == 0 else "complete" for i, k in zip(range(30), [2, 3, 5] * 10)]
+    every = [2, 3, 5] * 10  # level x breaks every 2nd trial, y every 3rd, z every 5th
+    table["outcome"] = ["diverged" if i % k == 0 else "complete" for i, k in zip(range(30), every, strict=True)]
     counts = pd.crosstab(table["a"], table["outcome"])
     chi2, p, *_ = chi2_contingency(counts, correction=False)
     ours = divergence_tests(table.assign(b="same"), ["a", "b"]).set_index("factor")

@@ -20,7 +20,8 @@ from scipy import stats
 SCORED = ("complete", "early_stopped")
 BROKE = ("diverged", "failed")
 LEVEL_COLUMNS = [
-    "level", "n", "mean", "adj_mean", "std", "ci_low", "ci_high", "best", "trials", "broke", "pruned", "diverged", "failed",
+    "level", "n", "mean", "adj_mean", "std", "ci_low", "ci_high", "best",
+    "trials", "broke", "pruned", "diverged", "failed",
 ]  # fmt: skip
 
 
@@ -168,11 +169,12 @@ def level_table(
     """One row per level of `factor`: its scored trials' statistics and its difference to the best level.
 
     Each level pools every cell and seed it appears in. Levels are ranked by their adjusted mean
-    (`adjusted_means`), and levels whose trials mostly broke (diverged or failed) rank below the others. `delta` is the level's mean minus the best
-    level's mean. Its 95% interval is paired (`paired` > 0: the number of trials matched on the
-    `others` factors and the seed) when at least half of the smaller level finds a partner, which
-    removes the other factors' and the data order's variation; otherwise a Welch interval of the
-    pooled means (e.g. a random fraction of a grid, where few cells differ in one factor only).
+    (`adjusted_means`), and levels whose trials mostly broke (diverged or failed) rank below the
+    others. `delta` is the level's mean minus the best level's mean. Its 95% interval is paired
+    (`paired` > 0: the number of trials matched on the `others` factors and the seed) when at least
+    half of the smaller level finds a partner, which removes the other factors' and the data order's
+    variation; otherwise a Welch interval of the pooled means (e.g. a random fraction of a grid,
+    where few cells differ in one factor only).
     """
     seen = [v for v in trials[factor].dropna().drop_duplicates() if v not in levels]
     ok = scored(trials)
