@@ -4,8 +4,10 @@
 
 Runs the same grid once per pruner, each with Optuna's defaults (plus the pruner the YAML itself
 configures), W&B disabled, fresh journal storage, then compares with the
-unpruned run: total epochs trained, wall time, and whether the unpruned run's top-3 cells (mean
-objective over seeds) are still complete in every seed and ranked top-3. Prints markdown.
+unpruned run: total epochs trained, wall time, whether the unpruned run's top-3 cells (mean
+objective over seeds) are still complete in every seed and ranked top-3, and whether the report
+reaches the same verdicts: the factors and pairs it calls significant (combined, Holm-adjusted
+verdict of `ablations.report.verdict`) and the best level of each significant factor. Prints markdown.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -26,6 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ablations import cli  # noqa: E402
+from ablations.config import short_key  # noqa: E402
+from ablations.report.effects_md import pure_error_design  # noqa: E402
+from ablations.report.stats import level_table  # noqa: E402
+from ablations.report.table import history_table, space_of, trials_table  # noqa: E402
+from ablations.report.verdict import factor_verdicts, pair_verdicts, verdict_summary  # noqa: E402
 from ablations.study import open_storage  # noqa: E402
 
 PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
@@ -39,7 +47,22 @@ PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
 }
 
 
-def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float]:
+def verdicts(study: optuna.Study) -> dict:
+    """The report's conclusions for a study, as `verdict_summary` gives them."""
+    space, trials, history = space_of(study), trials_table(study), history_table(study)
+    factors = {short_key(k): levels for k, levels in space["factors"].items()}
+    pure, direction = pure_error_design(space), space["objective"]["direction"]
+    _, rows = factor_verdicts(trials, history, list(factors), pure)
+    pairs = pair_verdicts(trials, history, list(factors), pure)
+    best = {}
+    for factor, levels in factors.items():
+        others = [f for f in factors if f != factor]
+        table = level_table(trials, factor, levels, direction, others)
+        best[factor] = str(table["level"].iloc[0]) if len(table) else None
+    return verdict_summary(rows, pairs, best)
+
+
+def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float, dict]:
     """Sweep `space` with `pruner` in a fresh folder; return one row per trial and the wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
@@ -65,8 +88,9 @@ def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float
             }
             for t in study.trials
         ]
+        found = verdicts(study)
         os.chdir(ROOT)
-    return pd.DataFrame(rows), elapsed
+    return pd.DataFrame(rows), elapsed, found
 
 
 def top3(trials: pd.DataFrame, maximize: bool) -> list[str]:
@@ -83,23 +107,41 @@ def main() -> None:
     os.environ["WANDB_MODE"] = "disabled"
     extra = [x for o in args.overrides for x in ("--set", o)]
     results = {p: run(args.space.resolve(), p, extra) for p in args.pruners.split(",")}
-    base, base_time = results["none"]
+    base, base_time, base_verdict = results["none"]
     best = top3(base, maximize=True)
     base_epochs = int(base["epochs"].sum())
     print(f"## Pruning on `{args.space.name}` {' '.join(args.overrides)}\n")
     print(f"Top-3 cells without pruning: {'; '.join(best)}\n")
-    print("| pruner | epochs | fewer epochs | wall time | pruned | top-3 complete | top-3 ranked top-3 |")
-    print("| --- | ---: | ---: | ---: | ---: | :---: | :---: |")
-    for pruner, (trials, seconds) in results.items():
+    print(f"Verdicts without pruning: factors {base_verdict['factors']}, pairs {base_verdict['pairs']}, ")
+    print(f"best levels {base_verdict['best']}\n")
+    print(
+        "| pruner | epochs | fewer epochs | wall time | pruned | top-3 complete | top-3 ranked top-3 "
+        "| same factors | same pairs | same best levels | verdicts differ in |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | :---: | :---: | :---: | :---: | :---: | --- |")
+    for pruner, (trials, seconds, found) in results.items():
         epochs = int(trials["epochs"].sum())
         in_top = trials[trials["cell"].isin(best)]
         complete = bool((in_top["outcome"] == "complete").all())
         ranked = set(top3(trials, maximize=True)) == set(best)
         pruned = int((trials["outcome"] == "pruned").sum())
+        same = {k: found[k] == base_verdict[k] for k in ("factors", "pairs", "best")}
+        differ = "; ".join(_difference(k, base_verdict[k], found[k]) for k, ok in same.items() if not ok) or "—"
+        yes = {True: "yes", False: "no"}
         print(
             f"| {pruner} | {epochs} | {base_epochs / epochs:.2f}x | {seconds:.1f}s | {pruned}/{len(trials)} "
-            f"| {'yes' if complete else 'no'} | {'yes' if ranked else 'no'} |"
+            f"| {yes[complete]} | {yes[ranked]} | {yes[same['factors']]} | {yes[same['pairs']]} "
+            f"| {yes[same['best']]} | {differ} |"
         )
+
+
+def _difference(kind: str, base: Any, found: Any) -> str:
+    if kind == "best":
+        return ", ".join(f"best {f}: {found.get(f)} not {v}" for f, v in base.items() if found.get(f) != v) or (
+            f"best levels of {sorted(set(found) - set(base))}"
+        )
+    missing, extra = sorted(set(base) - set(found)), sorted(set(found) - set(base))
+    return f"{kind}: " + ", ".join([*(f"-{m}" for m in missing), *(f"+{e}" for e in extra)])
 
 
 if __name__ == "__main__":

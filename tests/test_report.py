@@ -141,16 +141,27 @@ def test_leaderboard_follows_direction():
         assert board["mean"].iloc[0] == pytest.approx({"val_acc": 0.605, "val_loss": 0.205}[metric])
 
 
-def test_pruned_trials_are_scored_at_the_epoch_they_stopped():
-    study = new_study({"norm": ["none", "batch"]}, seeds=1)
+def test_pruned_trials_are_censored_and_the_leaderboard_names_each_budget():
+    study = new_study({"norm": ["none", "batch", "layer"]}, seeds=2)
     add(study, {"model.norm": "none"}, 0, "pruned", final=0.4, epochs=2)
+    add(study, {"model.norm": "none"}, 1, "pruned", final=0.5, epochs=2)
     add(study, {"model.norm": "batch"}, 0, "diverged", final=0.9, epochs=3)
+    add(study, {"model.norm": "batch"}, 1, "complete", final=0.95)
+    add(study, {"model.norm": "layer"}, 0, "complete", final=0.6)
+    add(study, {"model.norm": "layer"}, 1, "complete", final=0.7)
     table = trials_table(study)
-    assert table["objective"].iloc[0] == pytest.approx(0.4)
-    assert table["epochs_run"].tolist() == [2, 3]
-    assert math.isnan(table["val_loss"].iloc[1])  # inf at divergence is shown as missing
-    board = leaderboard(table, "maximize")
-    assert board["n"].tolist() == [1, 0]  # the diverged cell is counted, not scored
+    assert table["objective"].iloc[0] == pytest.approx(0.4)  # the value it stopped at, kept in the table
+    assert table["epochs_run"].tolist() == [2, 2, 3, EPOCHS, EPOCHS, EPOCHS]
+    assert math.isnan(table["val_loss"].iloc[2])  # inf at divergence is shown as missing
+    board = leaderboard(table, "maximize", epochs=EPOCHS)
+    # layer trained in every seed: first, although batch's surviving seed scored higher; the pruned
+    # cell is scored at the epoch it stopped (said in `budget`), never averaged with final values.
+    assert board["cell"].tolist() == ["norm=layer", "norm=batch", "norm=none"]
+    assert board["n"].tolist() == [2, 1, 0]
+    assert board["budget"].tolist() == [f"final (ep {EPOCHS})", f"final (ep {EPOCHS})", "ep 2 (pruned)"]
+    assert board["mean"].iloc[2] == pytest.approx(0.45) and board["broke"].tolist() == [0, 1, 0]
+    levels = level_table(table, "norm", ["none", "batch", "layer"], "maximize")
+    assert levels.set_index("level").loc["none", "n"] == 0  # censored: counted, not scored
 
 
 def summary_rows(text: str) -> dict[str, str]:
@@ -176,7 +187,7 @@ def test_summary_counts_outcomes(tmp_path):
     assert [rows[o] for o in ("complete", "pruned", "diverged", "failed")] == ["2", "1", "1", "1"]
     assert rows["running or queued"] == "1" and rows["not yet run"] == "2"
     assert rows["epochs trained"].startswith(f"{EPOCHS * 2 + 2 + 3 + EPOCHS} of {8 * EPOCHS} ")
-    assert "pruned trial is scored at the epoch it stopped" in text
+    assert "pruned trials are censored: counted, not scored" in text
     assert "CUDA out of memory \\| tried to allocate" in text  # the pipe in the error must not split the row
 
 

@@ -94,7 +94,8 @@ def test_factors_are_ranked_by_effect_size():
     tests = factor_tests(grid_table(objective, levels, SEEDS), list(levels))
     assert list(tests["factor"]) == ["norm", "init", "act"]
     assert tests["eta2"].is_monotonic_decreasing and tests["error"].iloc[0] == "seed noise"
-    assert (tests["df"] == [2, 1, 1]).all() and (tests["df_error"] == 12 * (SEEDS - 1)).all()
+    # Pure error with the seed as a block: 12 cells x (3 - 1) seeds, less 2 for the block.
+    assert (tests["df"] == [2, 1, 1]).all() and (tests["df_error"] == 12 * (SEEDS - 1) - (SEEDS - 1)).all()
 
 
 def gn_beats_bn_at_small_batches(cell: dict[str, str]) -> float:
@@ -132,7 +133,8 @@ def test_a_sparse_design_tests_against_the_additive_residual():
     pure, residual = factor_tests(table, list(levels)), factor_tests(table, list(levels), pure_error=False)
     assert (pure["error"] == "seed noise").all() and (residual["error"] == "additive residual").all()
     # The residual pools seed noise with the (here absent) interactions: more degrees of freedom.
-    assert (residual["df_error"] == 36 - (1 + 2 + 1 + 1)).all() and (pure["df_error"] == 24).all()
+    # (Both lose the seed block's 2 degrees of freedom.)
+    assert (residual["df_error"] == 36 - (1 + 2 + 1 + 1) - 2).all() and (pure["df_error"] == 22).all()
 
 
 def survivorship_study(seeds: int = 30, epochs: int = 6, rng_seed: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -23,7 +23,7 @@ from ablations.report.best import best_space
 from ablations.report.diagnostics import write_diagnostics
 from ablations.report.effect_figures import degradation, interaction_heatmaps
 from ablations.report.effects_md import pure_error_design
-from ablations.report.figures import learning_curves, level_means
+from ablations.report.figures import curve_table, learning_curves, level_means
 from ablations.report.html import write_html
 from ablations.report.markdown import render
 from ablations.report.table import diagnostics_table, history_table, pending_count, space_of, trials_table
@@ -39,8 +39,10 @@ def _figures(trials: pd.DataFrame, history: pd.DataFrame, space: dict[str, Any])
     return [
         (
             "curves.png",
-            f"Learning curves: mean `{metric}` per epoch by level, band ±1 std over trials "
-            "(a pruned trial leaves the mean at the epoch it stopped)",
+            f"Learning curves: median `{metric}` per epoch by level over the trials alive at that epoch, band = "
+            "their quartiles (within the metric's range). Only trials alive at an epoch enter its point; n per "
+            "level is in the legend (first → last epoch), on the curve where it changes, and per epoch in "
+            "`curves.csv`, so a level whose weak trials were pruned does not look better unannounced",
             lambda out: learning_curves(history, factors, metric, out),
         ),
         (
@@ -68,6 +70,8 @@ def write_report(study: optuna.Study, out_dir: Path, html: bool = False) -> Path
     trials, history = trials_table(study), history_table(study)
     trials.to_csv(out_dir / "trials.csv", index=False)
     history.to_csv(out_dir / "history.csv", index=False)
+    factors = {short_key(k): levels for k, levels in space["factors"].items()}
+    curve_table(history, factors, space["objective"]["metric"]).to_csv(out_dir / "curves.csv", index=False)
 
     figures = {}
     for name, caption, draw in _figures(trials, history, space):

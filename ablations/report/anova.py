@@ -12,6 +12,12 @@ The same residual is used on request (`pure_error=False`) for a sparse design su
 fraction of the grid: there the factors are not orthogonal, so an interaction left out of the model
 leaks into the main effects, and testing against pure seed noise would call that leak significant.
 
+Seeds as blocks: every cell runs the same seeds (0, 1, 2, ...), and a seed fixes the data order
+and the random draws of every cell alike (common random numbers). When each seed appears in more
+than one cell, the seed enters every model as an additive block (a randomized complete block
+design): variation shared by all cells run with one seed leaves the error term, at the price of
+(seeds - 1) error degrees of freedom. The factor tests stay exact: the block is in both nested models.
+
 Effect size: partial eta squared, SS_effect / (SS_effect + SS_error).
 """
 
@@ -35,6 +41,10 @@ class _Model:
     def __init__(self, frame: pd.DataFrame, factors: Sequence[str]) -> None:
         self.y = frame["objective"].to_numpy(float)
         self.codes = {f: pd.factorize(frame[f].astype(str), sort=True)[0] for f in factors}
+        self.block: list[list[str]] = []
+        if "seed" in frame and _seed_blocks(frame, factors):
+            self.codes["seed"] = pd.factorize(frame["seed"].astype(str), sort=True)[0]
+            self.block = [["seed"]]
 
     def onehot(self, term: Sequence[str]) -> np.ndarray:
         """One-hot columns of a term (a factor, or the joint levels of several)."""
@@ -45,16 +55,22 @@ class _Model:
 
     def fit(self, terms: Sequence[Sequence[str]]) -> tuple[float, int]:
         """Residual sum of squares and rank of the linear model with an intercept and these terms."""
-        x = np.column_stack([np.ones(len(self.y)), *(self.onehot(t) for t in terms)])
+        x = np.column_stack([np.ones(len(self.y)), *(self.onehot(t) for t in [*terms, *self.block])])
         beta, *_ = np.linalg.lstsq(x, self.y, rcond=None)
         resid = self.y - x @ beta
         return float(resid @ resid), int(np.linalg.matrix_rank(x))
 
     def pure_error(self, factors: list[str]) -> tuple[float, int]:
-        if not factors:
-            return float(((self.y - self.y.mean()) ** 2).sum()), len(self.y) - 1
-        rss, rank = self.fit([factors])
+        rss, rank = self.fit([factors] if factors else [])
         return rss, len(self.y) - rank
+
+
+def _seed_blocks(frame: pd.DataFrame, factors: Sequence[str]) -> bool:
+    """Seeds are blocks when there are several and each one ran in more than one cell."""
+    if frame["seed"].nunique() < 2 or not factors:
+        return False
+    cells = frame[list(factors)].astype(str).agg("|".join, axis=1)
+    return bool((cells.groupby(frame["seed"].to_numpy()).nunique() > 1).all())
 
 
 def _usable(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:

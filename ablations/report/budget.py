@@ -17,7 +17,7 @@ import pandas as pd
 
 from ablations.report.stats import level_table
 
-RAN = ("complete", "pruned")
+RAN = ("complete", "early_stopped", "pruned")
 
 
 def common_budget(trials: pd.DataFrame) -> int | None:
@@ -31,7 +31,7 @@ def at_budget(trials: pd.DataFrame, history: pd.DataFrame, budget: int) -> pd.Da
     except failed ones, so the level statistics score every trial that reached the budget."""
     values = history.loc[history["epoch"] == budget, ["key", "objective"]].drop_duplicates("key")
     table = trials.drop(columns="objective").merge(values, on="key", how="left")
-    reached = table["outcome"].isin(("complete", "pruned", "diverged")) & table["objective"].notna()
+    reached = table["outcome"].isin((*RAN, "diverged")) & table["objective"].notna()
     table["outcome"] = table["outcome"].where(~reached, "complete")
     return table
 

@@ -9,49 +9,102 @@ from typing import Any
 import pandas as pd
 
 from ablations.config import short_key
-from ablations.report.anova import factor_tests, interaction_tests, significant
 from ablations.report.budget import budget_comparison
+from ablations.report.divergence import BROKE, rate_text
 from ablations.report.importance import fanova_importance
 from ablations.report.oat import ablation_table
 from ablations.report.stats import level_table, scored
 from ablations.report.text import DASH, fmt, intervals, pvalue, table
+from ablations.report.verdict import budget_frame, factor_verdicts, pair_verdicts
 
 Factors = dict[str, list[Any]]
 
 
 def _f(f: float, df: int, df_error: int) -> str:
-    return DASH if math.isnan(f) else f"{f:.2f} ({df}, {df_error})"
+    return DASH if math.isnan(f) else f"{f:.2f} ({int(df)}, {int(df_error)})"
 
 
-def _factor_tests(ok: pd.DataFrame, trials: pd.DataFrame, factors: Factors, direction: str, pure: bool) -> list[str]:
-    tests = factor_tests(ok, list(factors), pure_error=pure)
+def _p(raw: float, adjusted: float) -> str:
+    return DASH if math.isnan(raw) else f"{pvalue(raw)} (Holm {pvalue(adjusted)})"
+
+
+def _chi2(chi2: float, df: float) -> str:
+    return DASH if math.isnan(chi2) else f"{chi2:.2f} ({int(df)})"
+
+
+def _tests_columns(rows: pd.DataFrame, budget: int | None) -> dict[str, list[str]]:
+    """The test columns shared by the factor and the pair tables: statistic, raw and Holm p."""
+    get = lambda c: rows[c] if c in rows else pd.Series([math.nan] * len(rows))  # noqa: E731
+    out = {
+        "metric F (df, df error)": [
+            _f(*r) for r in zip(get("F_metric"), get("df_metric"), get("df_error_metric"), strict=True)
+        ],
+        "p (metric)": [_p(p, a) for p, a in zip(get("p_metric"), get("adj_p_metric"), strict=True)],
+    }
+    if budget is not None:
+        out[f"F at epoch {budget}"] = [
+            _f(*r) for r in zip(get("F_budget"), get("df_budget"), get("df_error_budget"), strict=True)
+        ]
+        out[f"p (epoch {budget})"] = [_p(p, a) for p, a in zip(get("p_budget"), get("adj_p_budget"), strict=True)]
+    out["divergence score χ² (df)"] = [_chi2(c, d) for c, d in zip(get("chi2_div"), get("df_div"), strict=True)]
+    out["p (divergence)"] = [_p(p, a) for p, a in zip(get("p_div"), get("adj_p_div"), strict=True)]
+    return out
+
+
+def _noise_text(error: str | float, pure: bool) -> str:
+    if error == "seed noise" or not isinstance(error, str):
+        return (
+            "the spread between seeds of the same cell (pure error), with the seed as a block where every "
+            "seed ran in several cells (common random numbers: what one seed does to every cell leaves the error)"
+        )
+    why = "one seed per cell leaves no pure seed noise" if pure else "a sparse design leaves the factors entangled"
+    return f"the residual of the additive model ({why}; this makes the test conservative)"
+
+
+def _factor_tests(
+    trials: pd.DataFrame, history: pd.DataFrame | None, factors: Factors, metric: str, direction: str, pure: bool
+) -> list[str]:
+    budget, tests = factor_verdicts(trials, history, list(factors), pure)
     if tests.empty:
         return []
     importance = fanova_importance(trials, factors, direction)
+    eta = tests["eta2_metric"] if "eta2_metric" in tests else pd.Series([math.nan] * len(tests))
     out = pd.DataFrame(
         {
             "rank": range(1, len(tests) + 1),
             "factor": tests["factor"],
-            "levels": tests["levels"],
-            "F (df, df error)": [_f(*r) for r in zip(tests["F"], tests["df"], tests["df_error"], strict=True)],
-            "p": [pvalue(p) for p in tests["p"]],
-            "partial η²": [DASH if math.isnan(e) else f"{e:.3f}" for e in tests["eta2"]],
-            "beyond seed noise": ["**yes**" if significant(p) else "no" for p in tests["p"]],
+            **_tests_columns(tests, budget),
+            "partial η²": [DASH if math.isnan(e) else f"{e:.3f}" for e in eta],
+            "matters": [f"**yes** ({w})" if m else "no" for m, w in zip(tests["matters"], tests["why"], strict=True)],
             "fANOVA importance": [f"{importance[f]:.3f}" if f in importance else DASH for f in tests["factor"]],
         }
     )
-    error = tests["error"].iloc[0]
-    noise = "the spread between seeds of the same cell (pure error)"
-    if error != "seed noise":
-        why = "one seed per cell leaves no pure seed noise" if pure else "a sparse design leaves the factors entangled"
-        noise = f"the residual of the additive model ({why}; this makes the test conservative)"
+    error = (
+        tests["error_metric"].dropna().iloc[0]
+        if "error_metric" in tests and tests["error_metric"].notna().any()
+        else math.nan
+    )
+    at_budget = (
+        f" At epoch {budget}, the largest epoch every trial reached, the same F-test scores every trial, "
+        "pruned ones included: the pruner's stopped trials speak there, at the budget where they were observed."
+        if budget is not None
+        else ""
+    )
     return [
         "## Which factors matter",
         "",
-        "Factors ranked by effect size. Each row is an F-test of the factor's main effect in a linear model "
-        f"with every factor, against {noise}; partial η² is the share of the factor's variation in "
-        "the variation it and the noise explain together. `yes` means p < 0.05. Optuna's fANOVA importance "
-        "(completed trials, a random forest) is a cross-check: it should rank the factors alike.",
+        "A factor matters when it changes the result **or whether training works at all**. Per factor: an "
+        "F-test of its main effect on the final "
+        f"`{metric}` over the finished trials (completed, or early-stopped at their best epoch; pruned trials "
+        f"are censored and not scored here), in a linear model with every factor, against {_noise_text(error, pure)}."
+        f"{at_budget} Beside it, Rao's score test of the factor in a logistic model of the odds that a trial "
+        "diverged or failed, given the other factors (a pruned trial counts as trained; rates per level with exact "
+        "Clopper-Pearson intervals in the tables below). The score test needs only the model without the factor, "
+        "so it stays finite under complete separation (e.g. 6/9 vs 0/9), and it holds its level better than the "
+        "likelihood ratio at small counts. All p-values of this table are one family, "
+        "adjusted by Holm's method; `yes` means an adjusted p < 0.05, and says which test carried it. Partial η² "
+        "is the metric effect size; rows are ranked by it. Optuna's fANOVA importance (completed trials, a random "
+        "forest) is a cross-check of the metric ranking.",
         "",
         table(out),
         "",
@@ -71,8 +124,9 @@ def _levels(trials: pd.DataFrame, factors: Factors, factor: str, metric: str, di
             "95% CI": intervals(stats["ci_low"], stats["ci_high"], metric),
             "best": [fmt(v, metric) for v in stats["best"]],
             "pruned": stats["pruned"],
-            "diverged": stats["diverged"],
-            "failed": stats["failed"],
+            "diverged or failed (95% CI)": [
+                rate_text(k, n) for k, n in zip(stats["broke"], stats["trials"], strict=True)
+            ],
             "Δ vs best": [fmt(v, metric, signed=True) for v in stats["delta"]],
             "Δ 95% CI": intervals(stats["delta_low"], stats["delta_high"], metric, signed=True),
             "pairs": [str(n) if n else "Welch" for n in stats["paired"]],
@@ -82,40 +136,53 @@ def _levels(trials: pd.DataFrame, factors: Factors, factor: str, metric: str, di
     return [f"### {factor}", "", table(out), ""]
 
 
-def _interactions(ok: pd.DataFrame, factors: Factors, metric: str, pure: bool) -> list[str]:
-    tests = interaction_tests(ok, list(factors), pure_error=pure)
+def _interactions(
+    trials: pd.DataFrame, history: pd.DataFrame | None, factors: Factors, metric: str, pure: bool
+) -> list[str]:
+    tests = pair_verdicts(trials, history, list(factors), pure)
     if tests.empty:
         return []
+    budget, _ = budget_frame(trials, history)
+    ok = scored(trials)
     lines = [
         "## Interactions",
         "",
-        "For each pair of factors: the mean of every combination (scored trials, n in brackets) and an "
-        "F-test of whether the pair's effect differs from the sum of the two main effects. A flagged "
-        "interaction means one factor's effect depends on the other's level: read its main effects with care.",
+        "For each pair of factors: the mean final `" + metric + "` of every combination (finished trials, n in "
+        "brackets, then how many of its trials diverged or failed) and the tests of whether the pair's effect "
+        "differs from the sum of the two main effects: an F-test on the metric (and at the common budget when "
+        "trials were pruned) and a score test of the pair's term in the logistic model of divergence. "
+        "The pairs' p-values are one family, Holm-adjusted. A flagged interaction means one factor's effect "
+        "depends on the other's level: read its main effects with care.",
         "",
     ]
-    for _, test in tests.iterrows():
+    columns = _tests_columns(tests, budget)
+    for i, test in tests.iterrows():
         a, b = test["a"], test["b"]
-        flag = "**significant interaction**" if significant(test["p"]) else "no significant interaction"
-        eta = DASH if math.isnan(test["eta2"]) else f"{test['eta2']:.3f}"
+        flag = f"**significant interaction** ({test['why']})" if test["matters"] else "no significant interaction"
+        eta = test.get("eta2_metric", math.nan)
+        parts = [f"{name} = {values[i]}" for name, values in columns.items() if values[i] != DASH]
+        eta_text = "" if math.isnan(eta) else f"; partial η² = {eta:.3f}"
         lines += [
             f"### {a} × {b}",
             "",
-            f"{flag}: F = {_f(test['F'], test['df'], test['df_error'])}, p = {pvalue(test['p'])}, partial η² = {eta}",
+            f"{flag}: {'; '.join(parts)}{eta_text}",
             "",
-            table(_pivot(ok, a, b, factors, metric)),
+            table(_pivot(ok, trials, a, b, factors, metric)),
             "",
         ]
     return lines
 
 
-def _pivot(ok: pd.DataFrame, a: str, b: str, factors: Factors, metric: str) -> pd.DataFrame:
+def _pivot(ok: pd.DataFrame, trials: pd.DataFrame, a: str, b: str, factors: Factors, metric: str) -> pd.DataFrame:
     rows = []
     for level_a in factors[a]:
         row: dict[str, str] = {f"{a} \\ {b}": str(level_a)}
         for level_b in factors[b]:
             values = ok.loc[(ok[a] == level_a) & (ok[b] == level_b), "objective"]
-            row[str(level_b)] = f"{fmt(values.mean(), metric)} ({len(values)})" if len(values) else DASH
+            group = trials[(trials[a] == level_a) & (trials[b] == level_b)]
+            broke = int(group["outcome"].isin(BROKE).sum())
+            text = f"{fmt(values.mean(), metric)} ({len(values)})" if len(values) else DASH
+            row[str(level_b)] = f"{text}, {broke}/{len(group)} broke" if broke else text
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -184,19 +251,22 @@ def effects_sections(trials: pd.DataFrame, history: pd.DataFrame | None, space: 
     lines = []
     if name == "one_at_a_time":
         lines += ablation_table(ok, trials, space, metric)
-    lines += _factor_tests(ok, trials, factors, direction, pure)
+    lines += _factor_tests(trials, history, factors, metric, direction, pure)
     lines += [
         "## Factors",
         "",
-        f"Each level pools every cell and seed it appears in (scored trials only). Δ vs best is the level's mean "
-        f"`{metric}` minus the best level's, with a 95% confidence interval: paired over trials that share the "
-        "other factors' levels and the seed (`pairs`), or Welch's when too few trials pair up. An interval that "
-        "excludes 0 marks a difference larger than seed noise.",
+        f"Each level pools every cell and seed it appears in. `n`, mean, std and the 95% CI are over the finished "
+        f"trials at the final budget (completed, or early-stopped at their best epoch); pruned trials are censored: "
+        "counted, not scored (see the pruning-aware comparison). `diverged or failed` is k of all the level's "
+        "trials with its exact (Clopper-Pearson) 95% interval. Levels ranked by mean, except that a level whose "
+        f"trials mostly diverged or failed is never ranked best. Δ vs best is the level's mean `{metric}` minus "
+        "the best level's, with a 95% confidence interval: paired over trials that share the other factors' "
+        "levels and the seed (`pairs`), or Welch's when too few trials pair up.",
         "",
     ]
     for factor in factors:
         lines += _levels(trials, factors, factor, metric, direction)
-    lines += _interactions(ok, factors, metric, pure)
+    lines += _interactions(trials, history, factors, metric, pure)
     if history is not None:
         lines += _budget(trials, history, factors, metric, direction)
     return lines

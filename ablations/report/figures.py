@@ -39,24 +39,52 @@ def _save(fig: Figure, out_dir: Path, name: str) -> str:
 Factors = dict[str, list[Any]]  # display name -> levels, in the space's order
 
 
-def learning_curves(history: pd.DataFrame, factors: Factors, metric: str, out_dir: Path) -> str | None:
-    """Per factor, the objective per epoch: one line per level, mean over its trials, band = ±1 std."""
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: accuracies lie in [0, 1], losses and errors are non-negative."""
+    if metric.endswith("acc") or metric.endswith("accuracy"):
+        return 0.0, 1.0
+    if metric.endswith(("loss", "error")):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def curve_table(history: pd.DataFrame, factors: Factors, metric: str) -> pd.DataFrame:
+    """Per factor, level and epoch: n (trials alive at that epoch: they reported a finite objective
+    there), their median and the quartiles, clipped to the metric's range. Only trials alive at an
+    epoch enter its point, and n says how many: a pruned trial leaves the statistic, visibly."""
     history = history[history["outcome"].isin(CURVE_OUTCOMES) & history["objective"].notna()]
-    if history.empty:
-        return None
-    groups = factors or {"all trials": [None]}
-    fig, axes = _grid(len(groups))
-    for ax, (factor, levels) in zip(axes, groups.items(), strict=True):
+    low, high = metric_range(metric)
+    rows = []
+    for factor, levels in (factors or {"all trials": [None]}).items():
         for level in levels:
             part = history if level is None else history[history[factor] == level]
-            if part.empty:
-                continue
-            by_epoch = part.groupby("epoch")["objective"]
-            mean, std = by_epoch.mean(), by_epoch.std().fillna(0.0)
-            label = "mean" if level is None else f"{level} (n={part['key'].nunique()})"
-            (line,) = ax.plot(mean.index, mean.to_numpy(), marker=".", label=label)
-            ax.fill_between(mean.index, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        ax.set(title=factor, xlabel="epoch", ylabel=metric)
+            for epoch, values in part.groupby("epoch")["objective"]:
+                q25, median, q75 = np.clip(np.quantile(values, [0.25, 0.5, 0.75]), low, high)
+                rows.append((factor, level, int(epoch), len(values), median, q25, q75))
+    return pd.DataFrame(rows, columns=["factor", "level", "epoch", "n", "median", "q25", "q75"])
+
+
+def learning_curves(history: pd.DataFrame, factors: Factors, metric: str, out_dir: Path) -> str | None:
+    """Per factor, the objective per epoch: one line per level, the median over the trials alive at
+    that epoch, band = their quartiles; n is written where it changes (pruning, divergence)."""
+    curves = curve_table(history, factors, metric)
+    if curves.empty:
+        return None
+    groups = list(curves["factor"].drop_duplicates())
+    fig, axes = _grid(len(groups))
+    for ax, factor in zip(axes, groups, strict=True):
+        for level, part in curves[curves["factor"] == factor].groupby("level", sort=False, dropna=False):
+            n = part["n"].to_numpy()
+            name = "all" if level is None or (isinstance(level, float) and math.isnan(level)) else level
+            label = f"{name} (n={n[0]})" if n[0] == n[-1] else f"{name} (n={n[0]}→{n[-1]})"
+            (line,) = ax.plot(part["epoch"], part["median"], marker=".", label=label)
+            ax.fill_between(part["epoch"], part["q25"], part["q75"], color=line.get_color(), alpha=0.2)
+            changed = np.flatnonzero(np.diff(n, prepend=-1) != 0)[1:]  # where trials left the average
+            for i in changed:
+                x, y = part["epoch"].iloc[i], part["median"].iloc[i]
+                ax.annotate(f"n={n[i]}", (x, y), fontsize="x-small", color=line.get_color(), xytext=(2, 4),
+                            textcoords="offset points")  # fmt: skip
+        ax.set(title=factor, xlabel="epoch", ylabel=f"{metric} (median, quartiles)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")

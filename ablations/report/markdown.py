@@ -58,7 +58,10 @@ def _summary(trials: pd.DataFrame, space: dict[str, Any], pending: int) -> list[
         ("cells", f"{cells}: {design}{_design_text(space)}"),
         ("seeds per cell", str(seeds)),
         ("trials in the grid", f"{grid} (cells × seeds)"),
-        *((o, str(counts.get(o, 0))) for o in ("complete", "pruned", "diverged", "failed")),
+        *(
+            (o.replace("_", " "), str(counts.get(o, 0)))
+            for o in ("complete", "early_stopped", "pruned", "diverged", "failed")
+        ),
         ("running or queued", str(pending)),
         ("not yet run", str(max(0, grid - len(trials) - pending))),
         (
@@ -73,8 +76,8 @@ def _summary(trials: pd.DataFrame, space: dict[str, Any], pending: int) -> list[
     return ["## Summary", "", table(pd.DataFrame(rows, columns=["", "value"])), ""]
 
 
-def _leaderboard(trials: pd.DataFrame, metric: str, direction: str) -> list[str]:
-    board = leaderboard(trials, direction)
+def _leaderboard(trials: pd.DataFrame, metric: str, direction: str, epochs: int | None) -> list[str]:
+    board = leaderboard(trials, direction, epochs)
     out = pd.DataFrame(
         {
             "rank": range(1, len(board) + 1),
@@ -84,8 +87,10 @@ def _leaderboard(trials: pd.DataFrame, metric: str, direction: str) -> list[str]
                 for m, s in zip(board["mean"], board["std"], strict=True)
             ],
             "n": board["n"],
+            "budget": board["budget"],
             "best": [fmt(v, metric) for v in board["best"]],
             "test acc": [fmt(v, "acc") for v in board["test_acc"]],
+            "diverged or failed": [f"{k}/{n}" for k, n in zip(board["broke"], board["trials"], strict=True)],
             "outcomes": board["outcomes"],
         }
     )
@@ -95,10 +100,13 @@ def _leaderboard(trials: pd.DataFrame, metric: str, direction: str) -> list[str]
     return [
         "## Leaderboard",
         "",
-        f"Cells ranked by mean `{metric}` over seeds, {best} first. Completed and pruned trials are both "
-        f"scored by the last `{metric}` they reported, so a pruned trial is scored at the epoch it stopped. "
-        "Diverged and failed trials are not scored; they appear under outcomes. `n` is the number of scored "
-        "trials; `test acc` averages completed trials only.",
+        f"Cells ranked by mean `{metric}` over their finished trials at the final budget, {best} first: completed "
+        "trials at their last epoch, early-stopped ones at their best epoch (`n` counts them; `budget` says at "
+        "which epoch the number is). Cells whose seeds all trained come first; then cells where some seeds "
+        "diverged or failed (fewest broken first: a cell that does not train reliably never outranks one that "
+        "does); then cells whose trials were all pruned, at the mean value they had when stopped (`budget` names "
+        "that epoch; not comparable with the final numbers above them); then cells that only broke. "
+        "`test acc` averages finished trials.",
         "",
         table(out),
         "",
@@ -144,7 +152,7 @@ def render(
         why = "no trial has finished yet" if trials.empty else "every finished trial failed or diverged"
         lines += ["## Results", "", f"**No results to compare:** {why}. Nothing is ranked below.", ""]
     else:
-        lines += _leaderboard(trials, metric, direction)
+        lines += _leaderboard(trials, metric, direction, (space.get("train") or {}).get("epochs"))
         lines += effects_sections(trials, history, space)
         lines += best_section(trials, space)
     if figures:

@@ -1,7 +1,10 @@
 """Statistics over the tidy trials table: cell leaderboard and per-factor level comparisons.
 
-A trial is scored when it completed or was pruned: both by the last objective value they reported,
-so a pruned trial counts at the epoch it stopped. Diverged and failed trials are counted, not scored.
+A trial is scored at the final budget when it finished: completed (its last epoch) or stopped by its
+own early-stopping rule (its best epoch). A pruned trial is censored at the epoch it stopped: it is
+counted, never averaged with finished trials (the pruning-aware comparison scores every trial at a
+common epoch instead). Diverged and failed trials are counted, and the divergence analysis
+(`divergence.py`) tests them; a level or cell whose trials mostly broke is never ranked best.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-SCORED = ("complete", "pruned")
-LEVEL_COLUMNS = ["level", "n", "mean", "std", "ci_low", "ci_high", "best", "pruned", "diverged", "failed"]
+SCORED = ("complete", "early_stopped")
+BROKE = ("diverged", "failed")
+LEVEL_COLUMNS = [
+    "level", "n", "mean", "adj_mean", "std", "ci_low", "ci_high", "best",
+    "trials", "broke", "pruned", "diverged", "failed",
+]  # fmt: skip
 
 
 def scored(trials: pd.DataFrame) -> pd.DataFrame:
@@ -75,23 +82,50 @@ def paired_diff(
     return mean, low, high, len(ia)
 
 
+OUTCOME_ORDER = ("complete", "early_stopped", "pruned", "diverged", "failed")
+
+
 def _outcomes(group: pd.DataFrame) -> str:
     counts = group["outcome"].value_counts()
-    return ", ".join(f"{counts[o]} {o}" for o in ("complete", "pruned", "diverged", "failed") if o in counts)
+    return ", ".join(f"{counts[o]} {o.replace('_', ' ')}" for o in OUTCOME_ORDER if o in counts)
 
 
-def _rank(frame: pd.DataFrame, column: str, direction: str) -> pd.DataFrame:
-    # Best first by direction; cells or levels without a score go last.
-    return frame.sort_values(column, ascending=direction == "minimize", na_position="last", kind="stable")
+def _rank(frame: pd.DataFrame, column: str, direction: str, tier: str | None = None) -> pd.DataFrame:
+    # Best first by direction within each tier (lower tiers first); rows without a score go last.
+    keys = [tier, column] if tier else [column]
+    ascending = [True, direction == "minimize"] if tier else direction == "minimize"
+    return frame.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
 
 
-def leaderboard(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
-    """One row per cell: objective mean, std and best over its scored trials, and its outcomes."""
+def mostly_broke(broken: int, total: int) -> bool:
+    return total > 0 and broken > total / 2
+
+
+def _stopped_value(group: pd.DataFrame, direction: str) -> tuple[float, int]:
+    """Mean objective of pruned trials at the epoch they stopped, and that epoch (the latest one)."""
+    pruned = group[(group["outcome"] == "pruned") & group["objective"].notna()]
+    if pruned.empty:
+        return math.nan, 0
+    return float(pruned["objective"].mean()), int(pruned["epochs_run"].max())
+
+
+def leaderboard(trials: pd.DataFrame, direction: str, epochs: int | None = None) -> pd.DataFrame:
+    """One row per cell, ranked in tiers: cells whose seeds all trained, ranked by their mean at the
+    final budget; then cells with some diverged or failed seeds; then cells that were only pruned
+    (scored at the epoch they stopped, `budget` says which); then cells that only broke."""
     rows = []
     for cell, group in trials.groupby("cell", sort=False):
         values = scored(group)["objective"]
         mean, std, _, _ = mean_ci(values)
         best = values.max() if direction == "maximize" else values.min()
+        broken = int(group["outcome"].isin(BROKE).sum())
+        budget = f"final (ep {epochs})" if epochs else "final"
+        if len(values) == 0:
+            mean, last = _stopped_value(group, direction)
+            budget = f"ep {last} (pruned)" if last else "—"
+        tier = 0 if broken == 0 else 1
+        if len(values) == 0:
+            tier = 2 if not math.isnan(mean) else 3
         rows.append(
             {
                 "cell": cell,
@@ -99,12 +133,34 @@ def leaderboard(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
                 "std": std,
                 "n": len(values),
                 "best": best,
-                "test_acc": group.loc[group["outcome"] == "complete", "test_acc"].mean(),
+                "budget": budget,
+                "test_acc": group.loc[group["outcome"].isin(SCORED), "test_acc"].mean(),
+                "broke": broken,
+                "trials": len(group),
                 "outcomes": _outcomes(group),
+                "tier": tier + (broken / max(len(group), 1) if tier == 1 else 0),
             }
         )
-    columns = ["cell", "mean", "std", "n", "best", "test_acc", "outcomes"]
-    return _rank(pd.DataFrame(rows, columns=columns), "mean", direction).reset_index(drop=True)
+    columns = ["cell", "mean", "std", "n", "best", "budget", "test_acc", "broke", "trials", "outcomes", "tier"]
+    board = _rank(pd.DataFrame(rows, columns=columns), "mean", direction, tier="tier")
+    return board.reset_index(drop=True)
+
+
+def adjusted_means(ok: pd.DataFrame, factor: str, others: Sequence[str]) -> dict[str, float]:
+    """Each level's mean as the additive model of all factors predicts it, averaged over the observed
+    levels of the others (least-squares means). On a complete balanced grid this is the plain mean;
+    when pruning or divergence removed cells, it compares levels within the cells that remain
+    instead of rewarding the level whose weak cells were removed (survivorship)."""
+    terms = [factor, *(f for f in others if ok[f].astype(str).nunique() > 1)]
+    if ok.empty:
+        return {}
+    codes = [pd.factorize(ok[f].astype(str), sort=True) for f in terms]
+    blocks = [np.eye(len(names))[code] for code, names in codes]
+    x = np.column_stack([np.ones(len(ok)), *blocks])
+    beta = np.linalg.lstsq(x, ok["objective"].to_numpy(float), rcond=None)[0]
+    offsets = np.cumsum([1, *(len(names) for _, names in codes)])
+    rest = beta[0] + sum(beta[offsets[i] : offsets[i + 1]].mean() for i in range(1, len(terms)))
+    return {name: float(rest + beta[offsets[0] + j]) for j, name in enumerate(codes[0][1])}
 
 
 def level_table(
@@ -112,15 +168,18 @@ def level_table(
 ) -> pd.DataFrame:
     """One row per level of `factor`: its scored trials' statistics and its difference to the best level.
 
-    Each level pools every cell and seed it appears in. `delta` is the level's mean minus the best
-    level's mean. Its 95% interval is paired (`paired` > 0: the number of trials matched on the
-    `others` factors and the seed) when at least half of the smaller level finds a partner, which
-    removes the other factors' and the data order's variation; otherwise a Welch interval of the
-    pooled means (e.g. a random fraction of a grid, where few cells differ in one factor only).
+    Each level pools every cell and seed it appears in. Levels are ranked by their adjusted mean
+    (`adjusted_means`), and levels whose trials mostly broke (diverged or failed) rank below the
+    others. `delta` is the level's mean minus the best level's mean. Its 95% interval is paired
+    (`paired` > 0: the number of trials matched on the `others` factors and the seed) when at least
+    half of the smaller level finds a partner, which removes the other factors' and the data order's
+    variation; otherwise a Welch interval of the pooled means (e.g. a random fraction of a grid,
+    where few cells differ in one factor only).
     """
     seen = [v for v in trials[factor].dropna().drop_duplicates() if v not in levels]
     ok = scored(trials)
     keys = pair_keys(ok, others)
+    adjusted = adjusted_means(ok, factor, others)
     rows = []
     for level in [*levels, *seen]:
         group = trials[trials[factor] == level]
@@ -133,10 +192,13 @@ def level_table(
                 "level": level,
                 "n": len(values),
                 "mean": mean,
+                "adj_mean": adjusted.get(str(level), math.nan),
                 "std": std,
                 "ci_low": low,
                 "ci_high": high,
                 "best": best,
+                "trials": len(group),
+                "broke": int(group["outcome"].isin(BROKE).sum()),
                 "pruned": int((group["outcome"] == "pruned").sum()),
                 "diverged": int((group["outcome"] == "diverged").sum()),
                 "failed": int((group["outcome"] == "failed").sum()),
@@ -145,7 +207,9 @@ def level_table(
             }
         )
     table = pd.DataFrame(rows, columns=[*LEVEL_COLUMNS, "values", "keys"])
-    table = _rank(table, "mean", direction).reset_index(drop=True)
+    # A level whose trials mostly diverged or failed is never the best, whatever its survivors scored.
+    table["mostly_broke"] = [mostly_broke(b, t) for b, t in zip(table["broke"], table["trials"], strict=True)]
+    table = _rank(table, "adj_mean", direction, tier="mostly_broke").reset_index(drop=True)
     top = table["values"].iloc[0] if len(table) else np.array([])
     top_keys = table["keys"].iloc[0] if len(table) else np.array([])
     deltas, paired = [], []
@@ -159,4 +223,4 @@ def level_table(
     table["delta_low"] = [d[1] for d in deltas]
     table["delta_high"] = [d[2] for d in deltas]
     table["paired"] = paired
-    return table.drop(columns=["values", "keys"])
+    return table.drop(columns=["values", "keys", "mostly_broke"])

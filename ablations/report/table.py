@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablations.config import short_key
 
-FINISHED = ("complete", "pruned", "diverged")
+FINISHED = ("complete", "early_stopped", "pruned", "diverged")
 OUTCOMES = (*FINISHED, "failed")
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -26,7 +26,7 @@ def space_of(study: optuna.Study) -> dict[str, Any]:
     space["study"] = study.study_name  # may differ from the space's name (`--study NEW_NAME`)
     space.setdefault("factors", {})
     objective = {"metric": "val_acc", **(space.get("objective") or {})}
-    objective.setdefault("direction", "minimize" if objective["metric"].endswith("loss") else "maximize")
+    objective.setdefault("direction", "minimize" if objective["metric"].endswith(("loss", "error")) else "maximize")
     space["objective"] = objective
     return space
 
@@ -84,7 +84,9 @@ def _trial_row(trial: optuna.trial.FrozenTrial, space: dict[str, Any]) -> dict[s
     last = history[-1] if history else {}
     steps = sorted(trial.intermediate_values)
     reported = [_finite(trial.intermediate_values[s]) for s in steps]
-    # A pruned or diverged trial has no final value: its score is the last objective it reported.
+    # A pruned or diverged trial has no final value: its score is the last objective it reported
+    # (the report never averages it with finished trials). An early-stopped trial's value is the
+    # one at its best epoch.
     objective = trial.value
     if objective is None and steps:
         objective = trial.intermediate_values[steps[-1]]
@@ -99,6 +101,7 @@ def _trial_row(trial: optuna.trial.FrozenTrial, space: dict[str, Any]) -> dict[s
         "seed": attrs.get("seed"),
         "outcome": outcome_of(trial),
         "epochs_run": attrs.get("epochs_run", len(history)),
+        "best_epoch": _finite(attrs.get("best_epoch")),
         "objective": _finite(objective),
         "best_objective": best(finite) if finite else math.nan,
         **{m: _finite(last.get(m)) for m in METRICS},
@@ -116,19 +119,33 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     rows = [_trial_row(t, space) for t in latest_trials(study)]
     columns = [
         "trial_number", "key", "cell_id", "cell", *factor_names(space), "seed", "outcome", "epochs_run",
-        "objective", "best_objective", *METRICS, "test_acc", "wall_time", "wandb_run", "error",
+        "best_epoch", "objective", "best_objective", *METRICS, "test_acc", "wall_time", "wandb_run", "error",
     ]  # fmt: skip
     table = pd.DataFrame(rows, columns=columns)
     # Text columns as strings with NaN for missing, as they read back from trials.csv.
     return table.astype({"wandb_run": "str", "error": "str"})
 
 
+def _numeric_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Every key of the per-epoch records with a number in it (bools aside), in first-seen order."""
+    keys: dict[str, None] = {}
+    for record in records:
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool):
+                keys.setdefault(key, None)
+    return list(keys)
+
+
 def history_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial x epoch; `objective` is the objective metric at that epoch."""
+    """One row per trial x epoch with every numeric key the trainer recorded (the built-in metrics
+    first); `objective` is the objective metric at that epoch."""
     space = space_of(study)
     metric = space["objective"]["metric"]
+    trials = latest_trials(study)
+    recorded = _numeric_keys([r for t in trials for r in t.user_attrs.get("history") or []])
+    metrics = [*METRICS, *(k for k in recorded if k not in METRICS and k != "seconds"), "seconds"]
     rows = []
-    for trial in latest_trials(study):
+    for trial in trials:
         attrs = trial.user_attrs
         cell = attrs.get("cell") or {}
         for record in attrs.get("history") or []:
@@ -141,15 +158,11 @@ def history_table(study: optuna.Study) -> pd.DataFrame:
                     "seed": attrs.get("seed"),
                     "outcome": outcome_of(trial),
                     "epoch": record.get("epoch"),
-                    **{m: _finite(record.get(m)) for m in METRICS},
-                    "seconds": _finite(record.get("seconds")),
+                    **{m: _finite(record.get(m)) for m in metrics},
                     "objective": _finite(record.get(metric)),
                 }
             )
-    columns = [
-        "trial_number", "key", "cell", *factor_names(space), "seed", "outcome", "epoch", *METRICS,
-        "seconds", "objective",
-    ]  # fmt: skip
+    columns = ["trial_number", "key", "cell", *factor_names(space), "seed", "outcome", "epoch", *metrics, "objective"]
     return pd.DataFrame(rows, columns=columns)
 
 
