@@ -371,6 +371,9 @@ def worker(
     study_name: str, storage: str | None, wandb_mode: str, wandb_project: str | None, device: str, threads: int | None
 ) -> None:
     """Join STUDY from any machine: run its queued trials until none is left (no report)."""
+    from ablations.workers import follow_supervisor
+
+    follow_supervisor()
     torch_device = resolve_device(device)
     torch.set_num_threads(cpu_threads(threads))
     study = load_existing(open_storage(storage), study_name, storage)
