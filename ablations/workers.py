@@ -40,10 +40,17 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
+    log_start: int = 0  # the log is appended to by every run: this run's part begins here
 
     @property
     def label(self) -> str:
         return f"worker {self.index} (pid {self.process.pid}, {self.device})"
+
+    def said(self, text: str) -> bool:
+        """Whether this run's part of the worker's log holds `text`."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_start)
+            return text.encode() in log.read()
 
 
 def worker_devices(device: str, workers: int) -> list[str]:
@@ -83,7 +90,7 @@ def start_workers(
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        started.append(WorkerProcess(index, device, process, log_path, log))
+        started.append(WorkerProcess(index, device, process, log_path, log, log.tell()))
     return started
 
 
@@ -188,10 +195,20 @@ class Supervisor:
             # (or another machine's worker) runs that cell again.
             if reap_stale(self.study):
                 self.poll()
+            self._note_offline_wandb()
         finally:
             for worker in self.workers:
                 worker.log.close()
         return self.ended
+
+    def _note_offline_wandb(self) -> None:
+        """Workers that found W&B unreachable wrote their runs offline (see tracking.Breaker)."""
+        offline = [str(w.index) for w in self.workers if w.said("W&B is unreachable")]
+        if offline:
+            self.display.note(
+                f"W&B was unreachable from worker(s) {', '.join(offline)}: their runs were written offline; "
+                "to upload them: wandb sync runs/wandb/offline-run-*"
+            )
 
     def _collect(self) -> None:
         for worker in self.workers:

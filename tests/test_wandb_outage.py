@@ -89,6 +89,21 @@ def test_an_unreachable_wandb_costs_one_bounded_timeout_and_every_run_is_kept_of
     assert outage < 1.5 * disabled + TIMEOUT + SLACK, (outage, disabled)
 
 
+def test_workers_that_find_wandb_unreachable_write_offline_and_the_supervisor_says_how_to_sync(tmp_path, refusing):
+    env = {
+        "WANDB_MODE": "online",
+        "WANDB_BASE_URL": refusing,
+        "WANDB_API_KEY": "f" * 40,
+        "ABLATE_WANDB_TIMEOUT": str(TIMEOUT),
+    }
+    space = space_text(seeds=1, epochs=2)
+    _, out, _ = timed_sweep(tmp_path / "w", space, "--workers", "2", "--wandb", "online", env=env)
+    runs = tmp_path / "w" / "runs" / "wandb"
+    assert 1 <= len(list(runs.glob("run-*"))) <= 2  # at most one online attempt per worker process
+    assert len(list(runs.glob("offline-run-*"))) == 4
+    assert "their runs were written offline; to upload them: wandb sync runs/wandb/offline-run-*" in out
+
+
 class FakeRun:
     def __init__(self, mode: str, directory: Path, hang: threading.Event | None) -> None:
         self.mode, self.hang = mode, hang
