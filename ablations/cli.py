@@ -160,6 +160,9 @@ def worker(
     from ablations.study import describe_storage, load_existing, open_storage
     from ablations.sweep import run_queued
 
+    from ablations.workers import follow_supervisor
+
+    follow_supervisor()
     torch_device = resolve_device(device)
     torch.set_num_threads(cpu_threads(threads))
     study = load_existing(open_storage(storage), study_name, storage)

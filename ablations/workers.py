@@ -3,15 +3,18 @@
 Each worker is a separate process (its own torch thread pool, its own W&B run per trial), in its
 own session so that Ctrl-C reaches only this supervisor, which stops them once and in order. The
 supervisor trains nothing: it watches the study storage and shows one progress display for the
-whole sweep, counting trials finished by any worker (on this machine or another).
+whole sweep, counting trials finished by any worker (on this machine or another). Its workers
+stop when it dies, however it dies (see `follow_supervisor`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ from ablations.study import reap_stale, task_of
 from ablations.trial import TrialResult
 
 STOP_GRACE_SECONDS = 60.0  # a worker told to stop finishes writing its trial's state first
+SUPERVISOR_VARIABLE = "ABLATE_SUPERVISOR_PID"  # set only for the workers `ablate run --workers` starts
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -35,10 +40,17 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
+    log_start: int = 0  # the log is appended to by every run: this run's part begins here
 
     @property
     def label(self) -> str:
         return f"worker {self.index} (pid {self.process.pid}, {self.device})"
+
+    def said(self, text: str) -> bool:
+        """Whether this run's part of the worker's log holds `text`."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_start)
+            return text.encode() in log.read()
 
 
 def worker_devices(device: str, workers: int) -> list[str]:
@@ -68,6 +80,7 @@ def start_workers(
         env["ABLATE_STORAGE"] = storage_url
     if wandb_project:
         env["WANDB_PROJECT"] = wandb_project
+    env[SUPERVISOR_VARIABLE] = str(os.getpid())
     started = []
     for index, device in enumerate(devices, start=1):
         command = [sys.executable, "-m", "ablations.cli", "worker", "--study", study_name]
@@ -77,8 +90,40 @@ def start_workers(
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        started.append(WorkerProcess(index, device, process, log_path, log))
+        started.append(WorkerProcess(index, device, process, log_path, log, log.tell()))
     return started
+
+
+def follow_supervisor() -> None:
+    """In a worker that `ablate run --workers` started: stop as on SIGTERM (the running trial is
+    marked interrupted and run again) when the supervisor dies, SIGKILL included, rather than go
+    on unseen and oversubscribe the cores of the next `ablate run`. A worker started on its own
+    (`ablate worker`) has no supervisor and is left alone."""
+    supervisor = os.environ.pop(SUPERVISOR_VARIABLE, "")
+    if not supervisor.isdigit():
+        return
+    if _signal_me_when_my_parent_dies(signal.SIGTERM):
+        if os.getppid() != int(supervisor):  # it died before the kernel was asked to tell us
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+    threading.Thread(target=_watch_parent, args=(int(supervisor),), name="supervisor", daemon=True).start()
+
+
+def _signal_me_when_my_parent_dies(signum: int) -> bool:
+    """Linux's PR_SET_PDEATHSIG; it survives exec and needs no thread. False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(supervisor: int, poll_seconds: float = 1.0) -> None:
+    """Elsewhere: a dead parent's children are adopted by another process; notice it once."""
+    while os.getppid() == supervisor:
+        time.sleep(poll_seconds)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def result_of(trial: FrozenTrial) -> TrialResult:
@@ -150,10 +195,20 @@ class Supervisor:
             # (or another machine's worker) runs that cell again.
             if reap_stale(self.study):
                 self.poll()
+            self._note_offline_wandb()
         finally:
             for worker in self.workers:
                 worker.log.close()
         return self.ended
+
+    def _note_offline_wandb(self) -> None:
+        """Workers that found W&B unreachable wrote their runs offline (see tracking.Breaker)."""
+        offline = [str(w.index) for w in self.workers if w.said("W&B is unreachable")]
+        if offline:
+            self.display.note(
+                f"W&B was unreachable from worker(s) {', '.join(offline)}: their runs were written offline; "
+                "to upload them: wandb sync runs/wandb/offline-run-*"
+            )
 
     def _collect(self) -> None:
         for worker in self.workers:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from ablations import lease
@@ -17,7 +20,9 @@ from ablations.config import load_space
 from ablations.grid import schedule
 from ablations.study import claim_next, create_or_resume, enqueue_task, open_storage, reap_stale
 from tests.workers_helpers import (
+    alive,
     assert_exactly_once,
+    children_of,
     finish,
     pid_of,
     running_mid_trial,
@@ -49,6 +54,43 @@ def test_two_workers_finish_every_cell_once_when_one_is_sigkilled_mid_trial(tmp_
     rerun = [t for t in trials if t.user_attrs["key"] == victim.user_attrs["key"] and t.state != TrialState.FAIL]
     assert len(rerun) == 1 and rerun[0].user_attrs["outcome"] == "complete"
     assert "Traceback" not in err
+
+
+def test_workers_stop_when_their_supervisor_is_sigkilled_and_the_next_run_finishes_every_cell_once(tmp_path):
+    lease_seconds = 30.0
+    env = {"ABLATE_LEASE_SECONDS": str(lease_seconds)}
+    space = write(tmp_path, space_text(seeds=3, epochs=15, batch=16))
+    command = ("run", str(space), "--workers", "2", "--no-report")
+    run = start(*command, cwd=tmp_path, env=env)
+    wait_for("a trial mid-training", lambda: running_mid_trial("tiny"))
+    workers = children_of(run.pid)
+    assert len(workers) == 2
+    os.kill(run.pid, signal.SIGKILL)
+    finish(run)
+    wait_for("every worker to exit", lambda: not any(alive(pid) for pid in workers), deadline=lease_seconds)
+    trials = trials_of("tiny")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]  # each worker let go of its trial
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert interrupted and all("interrupted" in t.user_attrs["error"] for t in interrupted)
+    assert sum(t.state.is_finished() for t in trials) < 12  # they stopped; they did not run the sweep out
+
+    code, out, err = finish(start(*command, cwd=tmp_path, env=env))
+    assert code == 0, out + err
+    assert_exactly_once("tiny", 12)
+
+
+@pytest.mark.parametrize("supervised", [True, False])
+def test_only_a_worker_started_by_a_supervisor_asks_to_be_stopped_when_its_parent_dies(supervised):
+    # What the kernel was asked (PR_GET_PDEATHSIG), read in a fresh process as `ablate worker` is.
+    probe = (
+        "import ctypes, os; from ablations.workers import follow_supervisor; follow_supervisor(); "
+        "sig = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0); print(sig.value)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ABLATE_SUPERVISOR_PID"}
+    if supervised:
+        env["ABLATE_SUPERVISOR_PID"] = str(os.getpid())
+    shown = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert int(shown.stdout) == (signal.SIGTERM if supervised else 0)
 
 
 def test_sigint_mid_sweep_stops_cleanly_and_the_same_command_resumes(tmp_path):

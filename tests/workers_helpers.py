@@ -107,3 +107,25 @@ def running_mid_trial(name: str, storage: str | None = None) -> optuna.trial.Fro
 
 def pid_of(trial: optuna.trial.FrozenTrial) -> int:
     return int(trial.user_attrs["worker"].rpartition(":")[2])
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, read from /proc (Linux)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a (possibly absent) parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
