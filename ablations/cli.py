@@ -118,7 +118,7 @@ def run(
 ) -> None:
     """Run every cell x seed of SPACE once (resuming a study), prune weak trials, stream to W&B, report."""
     from ablations.config import load_space
-    from ablations.sweep import SweepOptions, sweep_space
+    from ablations.launch import SweepOptions, sweep_space
 
     space = load_space(space_file, list(overrides))
     options = SweepOptions(
@@ -156,9 +156,9 @@ def worker(
 
     from ablations.config import validate_space
     from ablations.device import cpu_threads, resolve_device
+    from ablations.launch import run_queued
     from ablations.pruners import make_pruner
     from ablations.study import describe_storage, load_existing, open_storage
-    from ablations.sweep import run_queued
 
     from ablations.workers import follow_supervisor
 

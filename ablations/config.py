@@ -356,9 +356,15 @@ def load_space(path: str | Path, overrides: list[str] = ()) -> SpaceConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a search space must be a YAML mapping with `name`, `factors`, ...")
     raw.setdefault("name", path.stem)
+    return validate_space(with_overrides(raw, overrides), source=str(path))
+
+
+def with_overrides(raw: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
+    """A copy of a raw search space with `--set KEY=VALUE` items applied (see `_apply_override`)."""
+    raw = copy.deepcopy(raw)
     for item in overrides:
         _apply_override(raw, item)
-    return validate_space(raw, source=str(path))
+    return raw
 
 
 def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
