@@ -159,7 +159,6 @@ def worker(
     from ablations.launch import run_queued
     from ablations.pruners import make_pruner
     from ablations.study import describe_storage, load_existing, open_storage
-
     from ablations.workers import follow_supervisor
 
     follow_supervisor()
