@@ -346,6 +346,8 @@ def _check_inputs(space: SpaceConfig, source: str) -> None:
     archs = space.factors.get("model.arch", [space.model.arch])
     names = space.factors.get("data.name", [space.data.name])
     for arch, name in itertools.product(archs, names):
+        if name not in DATASETS:  # a user's data source: its kind is not declared
+            continue
         problem = input_mismatch(arch, DATASETS[name].kind)
         if problem and not space.excluded({"model.arch": arch, "data.name": name}):
             raise ConfigError(f"{source}: model.arch: {problem} (data.name={name})")
