@@ -108,6 +108,8 @@ class DataConfig(Strict):
     synthetic_shape: tuple[int, int, int] = (3, 32, 32)
     synthetic_size: int = Field(2000, ge=2)
     synthetic_classes: int = Field(10, ge=2)
+    # marked_pair (ablations/data/sequence.py), with synthetic_size sequences
+    seq_length: int = Field(32, ge=2, description="marked_pair: steps per sequence")
 
     @field_validator("name")
     @classmethod
@@ -146,6 +148,11 @@ class DataConfig(Strict):
             )
         if self.name == "image_folder" and not self.path:
             raise ValueError("image_folder needs data.path, a folder with one subfolder of images per class")
+        if source.kind == "sequence" and (self.crop_padding or self.flip or self.cutout):
+            raise ValueError(
+                f"{self.name} holds sequences (steps, features); crop_padding, flip and cutout augment "
+                "images only: set them to 0 / false"
+            )
         if not self.in_memory and source.stream is None:
             raise ValueError(f"in_memory: false streams image folders only; {self.name} is always held in memory")
         return self
@@ -170,6 +177,12 @@ class ModelConfig(Strict):
     normal_std: float = Field(0.01, gt=0)
     lsuv_tolerance: float = Field(0.1, gt=0, lt=1)
     lsuv_max_iters: int = Field(10, ge=1)
+    # Sequence models (ablations/models/transformer.py; rnn.py reads none of these).
+    heads: int = Field(4, ge=1, description="transformer: attention heads; must divide width")
+    ff_mult: int = Field(4, ge=1, description="transformer: feed-forward units = ff_mult * width")
+    norm_position: Literal["pre", "post"] = Field("pre", description="transformer: norm before or after the sum")
+    positions: Literal["learned", "sinusoidal", "none"] = Field("learned", description="transformer")
+    pooling: Literal["mean", "cls"] = Field("mean", description="transformer: mean over steps, or a class token")
 
     @field_validator("arch", "norm", "init", "activation")
     @classmethod
@@ -387,6 +400,7 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
     for i, rule in enumerate(space.exclude):
         _check_exclude_rule(space, i, rule, source)
     _check_compatible(space, source)
+    _check_inputs(space, source)
     _check_objective(space, source)
     _check_user_models(space, source)
     return space
@@ -425,6 +439,21 @@ def _check_user_models(space: SpaceConfig, source: str) -> None:
             raise ConfigError(
                 f"{source}: model.args: {', '.join(unknown)} not accepted by {arch} (its parameters: {params})"
             )
+
+
+def _check_inputs(space: SpaceConfig, source: str) -> None:
+    """Refuse an architecture that cannot read the data (a conv net on sequences) unless excluded."""
+    from ablations.models.compat import input_mismatch  # torch: loaded only when a space is checked
+
+    DATASETS = _datasets()  # noqa: N806 - the table, named as everywhere else
+    archs = space.factors.get("model.arch", [space.model.arch])
+    names = space.factors.get("data.name", [space.data.name])
+    for arch, name in itertools.product(archs, names):
+        if name not in DATASETS:  # a user's data source: its kind is not declared
+            continue
+        problem = input_mismatch(arch, DATASETS[name].kind)
+        if problem and not space.excluded({"model.arch": arch, "data.name": name}):
+            raise ConfigError(f"{source}: model.arch: {problem} (data.name={name})")
 
 
 def _check_design(space: SpaceConfig, source: str) -> None:

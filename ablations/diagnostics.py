@@ -24,9 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ablations.models.init import weighted_layers
+from ablations.models.layers import NORM_TYPES
+from ablations.models.steps import StepBatchNorm
 
 BATCH_SIZE = 256  # examples in the diagnostic batch: enough for stable per-layer statistics
 INIT_STATS = ("pre_mean", "pre_std", "act_mean", "act_std", "dead")
+NORM_STATS = ("norm_mean", "norm_std")  # of each norm layer's output
 
 
 def compact(x: float) -> float | None:
@@ -53,9 +56,22 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if id(m) in layers]
 
 
-def dead_fraction(act: Tensor) -> float:
-    """Fraction of units that are zero for every example (a conv unit is a channel at all positions)."""
-    alive = act.detach().ne(0).transpose(0, 1).reshape(act.shape[1], -1).any(1)
+def norm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The norm layers, in forward order: their outputs are what the next layer reads. A norm
+    inside another (StepBatchNorm's statistics) is part of the outer one and not listed."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, m in model.named_modules():
+        inner = any(name.startswith(outer + ".") for outer, _ in found)
+        if isinstance(m, (*NORM_TYPES, StepBatchNorm)) and not inner:
+            found.append((name, m))
+    return found
+
+
+def dead_fraction(act: Tensor, unit_dim: int = 1) -> float:
+    """Fraction of units that are zero for every example (a conv unit is a channel at all positions;
+    a sequence model's unit is a feature at all steps: its modules set `unit_dim = -1`)."""
+    act = act.detach().movedim(unit_dim, 0)
+    alive = act.ne(0).reshape(act.shape[0], -1).any(1)
     return 1.0 - alive.float().mean().item()
 
 
@@ -83,6 +99,7 @@ class Diagnostics:
         self.model, self.x, self.y = model, x, y
         self.activations = activation_modules(model)
         self.weights = weight_layers(model)
+        self.norms = norm_modules(model)
         self.init: dict[str, list[float | None]] = {}
         self.epochs: list[list[float | None]] = []  # per epoch, the weight-gradient norm of each layer
 
@@ -95,23 +112,34 @@ class Diagnostics:
 
     def at_init(self) -> dict[str, float]:
         """Activation statistics and gradient norms of the freshly initialised model."""
-        stats: dict[str, list[float]] = {k: [] for k in INIT_STATS}
+        # A module may run more than once per forward (a recurrent cell's, once per step): its
+        # statistics are over all its calls, the steps stacked like more examples.
+        inputs: dict[int, list[Tensor]] = {id(m): [] for _, m in self.activations + self.norms}
+        outputs: dict[int, list[Tensor]] = {id(m): [] for _, m in self.activations + self.norms}
 
         def hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
-            pre, act = args[0].detach().float(), out.detach().float()
-            stats["pre_mean"].append(pre.mean().item())
-            stats["pre_std"].append(pre.std().item())
-            stats["act_mean"].append(act.mean().item())
-            stats["act_std"].append(act.std().item())
-            stats["dead"].append(dead_fraction(act))
+            inputs[id(module)].append(args[0].detach().float())
+            outputs[id(module)].append(out.detach().float())
 
         with _untouched(self.model):
-            handles = [m.register_forward_hook(hook) for _, m in self.activations]
+            handles = [m.register_forward_hook(hook) for _, m in self.activations + self.norms]
             try:
                 grads = self._grad_norms()
             finally:
                 for handle in handles:
                     handle.remove()
+        stats: dict[str, list[float]] = {k: [] for k in INIT_STATS + NORM_STATS}
+        for _, m in self.activations:
+            pre, act = torch.cat(inputs[id(m)]), torch.cat(outputs[id(m)])
+            stats["pre_mean"].append(pre.mean().item())
+            stats["pre_std"].append(pre.std().item())
+            stats["act_mean"].append(act.mean().item())
+            stats["act_std"].append(act.std().item())
+            stats["dead"].append(dead_fraction(act, getattr(m, "unit_dim", 1)))
+        for _, m in self.norms:
+            out = torch.cat(outputs[id(m)])
+            stats["norm_mean"].append(out.mean().item())
+            stats["norm_std"].append(out.std().item())
         self.init = {k: [compact(v) for v in values] for k, values in stats.items()}
         self.init["grad_norm"] = [compact(g) for g in grads]
         return self.scalars_init()
@@ -133,6 +161,7 @@ class Diagnostics:
         return {
             "layers": [name for name, _ in self.activations],
             "weights": [name for name, _ in self.weights],
+            "norms": [name for name, _ in self.norms],
             "init": {**self.init, "grad_ratio": self.ratio(self.init.get("grad_norm", []))},
             "epoch_grad_norm": self.epochs,
             "epoch_grad_ratio": [self.ratio(g) for g in self.epochs],
@@ -143,6 +172,10 @@ class Diagnostics:
         out: dict[str, float] = {}
         for stat in INIT_STATS:
             for (name, _), value in zip(self.activations, self.init[stat], strict=True):
+                if value is not None:
+                    out[f"init/{stat}/{name}"] = value
+        for stat in NORM_STATS:
+            for (name, _), value in zip(self.norms, self.init.get(stat, []), strict=True):
                 if value is not None:
                     out[f"init/{stat}/{name}"] = value
         for (name, _), value in zip(self.weights, self.init["grad_norm"], strict=True):

@@ -95,8 +95,8 @@ def test_layer_norm_2d_normalises_each_sample_over_channels_and_positions() -> N
 
 
 def test_every_norm_has_a_test() -> None:
-    # instance and group norm are tested in test_catalog.py
-    assert set(NORMS) == {"none", "batch", "layer", "instance", "group"}, "a new norm level needs a numeric test"
+    # instance and group norm are tested in test_catalog.py, rms in test_sequence_models.py
+    assert set(NORMS) == {"none", "batch", "layer", "instance", "group", "rms"}, "a new norm level needs a numeric test"
 
 
 # ---------------------------------------------------------------- activations
@@ -310,8 +310,8 @@ def test_output_is_batch_by_classes_for_image_input(init: str, norm: str, activa
 
 
 def test_unknown_architecture_names_the_allowed_ones() -> None:
-    with pytest.raises(KeyError, match="allowed: mlp, cnn, resnet"):
-        build_model(ModelConfig.model_construct(arch="transformer"), (1, 8, 8), 10)
+    with pytest.raises(KeyError, match="allowed: mlp, cnn, resnet, lstm, gru, transformer"):
+        build_model(ModelConfig.model_construct(arch="perceiver"), (1, 8, 8), 10)
 
 
 def test_builds_from_a_validated_model_config() -> None:

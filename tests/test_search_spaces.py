@@ -16,10 +16,12 @@ SHORT = {
     "init_activation": [],
     "normalization": ["train.batch_size=8,64"],
     "selu": ["depth=4,16"],
+    "transformer_norm": ["depth=1", "data.subset=300"],
+    "rnn_norm": ["data.subset=200"],
 }
 
 
-EMBEDDED = ("digits", "synthetic")  # data that needs no files
+EMBEDDED = ("digits", "synthetic", "digits_rows", "digits_pixels", "marked_pair")  # data that needs no files
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)

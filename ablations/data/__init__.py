@@ -1,6 +1,6 @@
 """Datasets by name and the input pipeline. Importing the source modules registers their names."""
 
-from ablations.data import builtin, folder, vision  # noqa: F401 - registration
+from ablations.data import builtin, folder, sequence, vision  # noqa: F401 - registration
 from ablations.data.augment import Augment
 from ablations.data.datasets import (
     DATASETS,

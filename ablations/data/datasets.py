@@ -47,7 +47,7 @@ class SplitIndices:
 
 @dataclass(frozen=True)
 class Raw:
-    x: torch.Tensor  # (N, C, H, W): uint8 pixels, or float features (normalized here, eagerly)
+    x: torch.Tensor  # (N, C, H, W) or sequences (N, T, F): uint8 pixels, or floats (normalized here, eagerly)
     y: torch.Tensor  # (N,) int64 labels
     num_classes: int
     test_x: torch.Tensor | None = None  # the official test set, if the dataset has one
@@ -93,7 +93,7 @@ class Batches(Protocol):
 class Split:
     x: torch.Tensor  # raw: uint8 images, or float features already normalized (then mean is None)
     y: torch.Tensor
-    mean: torch.Tensor | None = None  # (C, 1, 1) in the units of x
+    mean: torch.Tensor | None = None  # (C, 1, 1), or (1, F) for sequences, in the units of x
     std: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -167,6 +167,7 @@ class Source:
     standard: Stats | None = None  # the dataset's customary normalization constants
     stream: Callable[[DataConfig], Dataset] | None = None  # a DataLoader path for data too large for memory
     ensure: Callable[[DataConfig], None] | None = None  # None: the data needs no files
+    kind: str = "image"  # "image": (C, H, W); "sequence": (T, F), T steps of F features
 
     def __call__(self, cfg: DataConfig) -> Raw:
         return self.load(cfg)
@@ -239,19 +240,29 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, tor
     return mean.float(), var.clamp_min(0).sqrt().float().clamp_min(1e-8)
 
 
+def feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std of sequences (N, T, F) over (N, T). A feature constant over the
+    training split gets std 1 (as scikit-learn's StandardScaler does), so a value it never took
+    there (a pixel always blank in training) stays finite."""
+    mean, std = channel_stats(x.transpose(1, 2).unsqueeze(-1))  # (N, F, T, 1): features as channels
+    return mean, torch.where(std < 1e-6 * std.max().clamp_min(1e-8), torch.ones_like(std), std)
+
+
 def normalization(cfg: DataConfig, train_x: torch.Tensor, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) of shape (C, 1, 1) in the units of the raw data."""
+    """(mean, std) in the units of the raw data, of shape (C, 1, 1) for images (N, C, H, W) and
+    (1, F) for sequences (N, T, F): per channel over (N, H, W), per feature over (N, T)."""
     scale = 255.0 if train_x.dtype == torch.uint8 else 1.0
+    sequence = train_x.dim() == 3
     if cfg.normalize == "train":
-        mean, std = channel_stats(train_x)
+        mean, std = feature_stats(train_x) if sequence else channel_stats(train_x)
     elif cfg.normalize == "standard":
         assert source.standard is not None, "config validation lets `standard` through only with constants"
         mean, std = (torch.tensor(v) * scale for v in source.standard)
     else:  # none: pixels scaled to [0, 1]
-        channels = train_x.shape[1]
+        channels = train_x.shape[-1 if sequence else 1]
         mean, std = torch.zeros(channels), torch.full((channels,), scale)
-    per_channel = (-1, *[1] * (train_x.dim() - 2))  # broadcasts over the dims after the channel
-    return mean.view(per_channel), std.view(per_channel)
+    shape = (1, -1) if sequence else (-1, *[1] * (train_x.dim() - 2))  # broadcasts after the channel
+    return mean.view(shape), std.view(shape)
 
 
 def build(cfg: DataConfig, raw: Raw, source: Source) -> Dataset:

@@ -18,6 +18,8 @@ from ablations.models.init import INITS, InitContext
 from ablations.models.layers import ACTIVATIONS, NORMS
 from ablations.models.mlp import build_mlp
 from ablations.models.resnet import build_resnet
+from ablations.models.rnn import build_gru, build_lstm
+from ablations.models.transformer import build_transformer
 from ablations.registry import Registry
 
 if TYPE_CHECKING:
@@ -29,6 +31,9 @@ ARCHITECTURES: Registry[Builder] = Registry("architecture")
 ARCHITECTURES.register("mlp")(build_mlp)
 ARCHITECTURES.register("cnn")(build_cnn)
 ARCHITECTURES.register("resnet")(build_resnet)
+ARCHITECTURES.register("lstm")(build_lstm)
+ARCHITECTURES.register("gru")(build_gru)
+ARCHITECTURES.register("transformer")(build_transformer)
 
 __all__ = [
     "ACTIVATIONS",

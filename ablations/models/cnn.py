@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from ablations.models.init import mark_classifier
-from ablations.models.layers import NORMS, LayerOptions, make_activation, make_dropout
+from ablations.models.layers import NORMS, LayerOptions, make_activation, make_dropout, wants_bias
 
 if TYPE_CHECKING:
     from ablations.config import ModelConfig
@@ -26,7 +26,7 @@ class ConvBlock(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, norm: str, activation: str, dropout: float, opts: LayerOptions):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=norm == "none")
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=wants_bias(norm))
         self.norm = NORMS[norm](cout, 2, opts)
         self.act = make_activation(activation, opts)
         self.dropout = make_dropout(dropout, activation, opts, channels=True)

@@ -12,6 +12,13 @@ from typing import Any
 
 from ablations.models.layers import INSTANCE_ON_VECTORS
 from ablations.models.resnet import blocks_per_stage
+from ablations.models.steps import SEQUENCE_NORMS
+
+SEQUENCE_ARCHS = ("lstm", "gru", "transformer")
+RECURRENT_ARCHS = ("lstm", "gru")
+# Conv nets need images; every other built-in model reads any input (sequence models read an
+# image (C, H, W) as H steps of C * W features, the mlp flattens).
+IMAGE_ARCHS = ("cnn", "resnet")
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,43 @@ def _resnet_depth(cfg: Any) -> str | None:
     return None
 
 
+def input_mismatch(arch: str, data_kind: str) -> str | None:
+    """Why `arch` cannot read data of `data_kind` (a dataset Source's kind), or None."""
+    if arch in IMAGE_ARCHS and data_kind == "sequence":
+        return (
+            f"arch {arch} convolves images (C, H, W) and cannot read sequences (T, F); "
+            f"use arch {', '.join(SEQUENCE_ARCHS)} or mlp, or an image dataset"
+        )
+    return None
+
+
+def _sequence_norm(cfg: Any) -> str | None:
+    if cfg.arch in SEQUENCE_ARCHS and cfg.norm not in SEQUENCE_NORMS:
+        return (
+            f"arch {cfg.arch}: norm {cfg.norm} normalises over spatial positions, which a sequence's "
+            f"features have none of; use one of {', '.join(SEQUENCE_NORMS)}"
+        )
+    return None
+
+
 RULES = (
+    Rule(("model.norm", "model.arch"), _sequence_norm),
+    Rule(
+        ("model.residual", "model.arch"),
+        lambda c: (
+            f"{c.arch} stacks plain recurrent layers; residual connections are the transformer's option"
+            if c.residual and c.arch in RECURRENT_ARCHS
+            else None
+        ),
+    ),
+    Rule(
+        ("model.heads", "model.width", "model.arch"),
+        lambda c: (
+            f"transformer: width {c.width} does not split into {c.heads} heads; make width a multiple of heads"
+            if c.arch == "transformer" and c.width % c.heads
+            else None
+        ),
+    ),
     Rule(
         ("model.norm", "model.arch"),
         lambda c: f"arch {c.arch}: {INSTANCE_ON_VECTORS}" if c.norm == "instance" and c.arch == "mlp" else None,

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ablations.registry import Registry
 
@@ -35,6 +36,8 @@ NormFactory = Callable[[int, int, LayerOptions], nn.Module]
 ActivationFactory = Callable[[LayerOptions], nn.Module]
 
 # `spatial_dims` is 0 for a flat (batch, features) vector, 2 for (batch, C, H, W) feature maps.
+# Sequence models (rnn.py, transformer.py) ask for 0: their (batch, steps, features) tensors keep the
+# features last, where LayerNorm and RMSNorm work; batch norm over steps is steps.sequence_norm's.
 NORMS: Registry[NormFactory] = Registry("norm")
 ACTIVATIONS: Registry[ActivationFactory] = Registry("activation")
 
@@ -87,6 +90,46 @@ def instance_norm(num_features: int, spatial_dims: int, opts: LayerOptions = DEF
     if spatial_dims == 0:
         raise IncompatibleLevel(INSTANCE_ON_VECTORS)
     return nn.GroupNorm(num_features, num_features)  # one group per channel: exactly instance norm
+
+
+RMS_EPS = 1e-5  # the same epsilon as PyTorch's LayerNorm, so rms and layer differ only in the statistics
+
+
+class FeatureMapRMSNorm(nn.Module):
+    """RMS norm of each sample over all of (C, H, W), with a gain per channel: the feature-map form
+    of rms, placed like layer norm's GroupNorm(1) here so the two differ only by the mean subtraction."""
+
+    def __init__(self, channels: int, eps: float = RMS_EPS):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        dims = tuple(range(1, x.dim()))
+        scale = torch.rsqrt(x.float().square().mean(dim=dims, keepdim=True) + self.eps).to(x.dtype)
+        return x * scale * self.weight.view(-1, *([1] * (x.dim() - 2)))
+
+
+@NORMS.register("rms")
+def rms_norm(num_features: int, spatial_dims: int, opts: LayerOptions = DEFAULTS) -> nn.Module:
+    """Root-mean-square norm x / sqrt(mean(x^2) + eps) * g, no mean subtraction and no shift
+    (Zhang & Sennrich 2019), per sample over its features; for feature maps over (C, H, W)."""
+    if spatial_dims == 0:
+        return nn.RMSNorm(num_features, eps=RMS_EPS)
+    return FeatureMapRMSNorm(num_features)
+
+
+# The module types the norm levels build (diagnostics record their outputs); sequence models'
+# wrappers (steps.py) subclass or contain these.
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, FeatureMapRMSNorm)
+
+# Norms that neither subtract a mean nor add a shift leave a preceding layer's bias doing work.
+SHIFTLESS_NORMS = ("none", "rms")
+
+
+def wants_bias(norm: str) -> bool:
+    """Whether a Linear / Conv followed by `norm` should have a bias (redundant before a shift)."""
+    return norm in SHIFTLESS_NORMS
 
 
 def group_count(channels: int, groups: int) -> int:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ablations.models.init import mark_classifier
-from ablations.models.layers import NORMS, LayerOptions, make_activation, make_dropout
+from ablations.models.layers import NORMS, LayerOptions, make_activation, make_dropout, wants_bias
 
 if TYPE_CHECKING:  # ablations.config imports this package, so only type checkers may import it back
     from ablations.config import ModelConfig
@@ -35,8 +35,8 @@ class MLPBlock(nn.Module):
         if residual and in_features != out_features:
             raise ValueError("a residual block needs as many inputs as outputs")
         self.residual = residual
-        # A norm that subtracts a mean and adds its own shift makes the Linear's bias redundant.
-        self.linear = nn.Linear(in_features, out_features, bias=norm == "none")
+        # A norm that subtracts a mean and adds its own shift makes the Linear's bias redundant (not rms).
+        self.linear = nn.Linear(in_features, out_features, bias=wants_bias(norm))
         self.norm = NORMS[norm](out_features, 0, opts)
         self.act = make_activation(activation, opts)
         self.dropout = make_dropout(dropout, activation, opts)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ablations.models.init import mark_classifier
-from ablations.models.layers import NORMS, LayerOptions, make_activation, make_dropout
+from ablations.models.layers import NORMS, LayerOptions, make_activation, make_dropout, wants_bias
 
 if TYPE_CHECKING:
     from ablations.config import ModelConfig
@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int, cfg: ModelConfig, opts: LayerOptions, dropout: float):
         super().__init__()
-        bias = cfg.norm == "none"
+        bias = wants_bias(cfg.norm)
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
         self.norm1 = NORMS[cfg.norm](cout, 2, opts)
         self.act1 = make_activation(cfg.activation, opts)
@@ -83,7 +83,7 @@ class CifarResNet(nn.Module):
         opts = LayerOptions.of(cfg)
         block_p = cfg.dropout if cfg.dropout_placement == "blocks" else 0.0
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, CHANNELS[0], 3, 1, 1, bias=cfg.norm == "none"),
+            nn.Conv2d(in_channels, CHANNELS[0], 3, 1, 1, bias=wants_bias(cfg.norm)),
             NORMS[cfg.norm](CHANNELS[0], 2, opts),
             make_activation(cfg.activation, opts),
         )
