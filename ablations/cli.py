@@ -349,7 +349,7 @@ def _sweep(
 
 
 def _counts_text(by_outcome: dict[str, int]) -> str:
-    order = ("complete", "pruned", "diverged", "failed", "running", "waiting", "not queued")
+    order = ("complete", "early_stopped", "pruned", "diverged", "failed", "running", "waiting", "not queued")
     return ", ".join(f"{by_outcome[k]} {k}" for k in order if by_outcome.get(k))
 
 
@@ -392,7 +392,7 @@ def status(study_name: str, storage: str | None) -> None:
     study = load_existing(open_storage(storage), study_name, storage)
     by_outcome = counts(study)
     table = Table("state", "trials", title=f"study {study_name}")
-    for state in ("complete", "pruned", "diverged", "failed", "running", "waiting", "not queued"):
+    for state in ("complete", "early_stopped", "pruned", "diverged", "failed", "running", "waiting", "not queued"):
         table.add_row(state, str(by_outcome.get(state, 0)))
     table.add_row("[bold]total", f"[bold]{sum(by_outcome.values())}")
     console.print(table)

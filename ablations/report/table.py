@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablations.config import short_key
 
-FINISHED = ("complete", "pruned", "diverged")
+FINISHED = ("complete", "pruned", "diverged", "early_stopped")
 OUTCOMES = (*FINISHED, "failed")
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
