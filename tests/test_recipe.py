@@ -11,6 +11,7 @@ from torch import nn
 
 from ablations.config import DataConfig, ModelConfig, TrainConfig, load_space, validate_space
 from ablations.data import load_dataset
+from ablations.grid import grid_fingerprint
 from ablations.models import build_model
 from ablations.recipe import (
     OPTIMIZERS,
@@ -274,3 +275,12 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     down = EarlyStopping(patience=2, direction="minimize")
     assert [down.update(v) for v in (1.0, 0.8, math.nan, 0.9)] == [False, False, False, True]
     assert (down.best, down.best_epoch) == (0.8, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "before"),
+    [("quickstart", "9ce6cf7a785d"), ("degradation", "0f20f4f9a686"), ("random_fraction", "82f8ac3db8ad")],
+)
+def test_shipped_spaces_keep_the_grid_fingerprint_their_studies_were_made_with(name, before):
+    """Fingerprints computed by the version before the recipe catalog: its studies still resume."""
+    assert grid_fingerprint(load_space(ROOT / "search_spaces" / f"{name}.yaml")) == before
