@@ -185,7 +185,7 @@ def status(study_name: str, storage: str | None) -> None:
     study = load_existing(open_storage(storage), study_name, storage)
     by_outcome = counts(study)
     table = Table("state", "trials", title=f"study {study_name}")
-    for state in ("complete", "pruned", "diverged", "failed", "running", "waiting", "not queued"):
+    for state in ("complete", "early_stopped", "pruned", "diverged", "failed", "running", "waiting", "not queued"):
         table.add_row(state, str(by_outcome.get(state, 0)))
     table.add_row("[bold]total", f"[bold]{sum(by_outcome.values())}")
     console.print(table)

@@ -201,17 +201,71 @@ class ModelConfig(Strict):
         return self
 
 
+class EarlyStoppingConfig(Strict):
+    patience: int = Field(ge=1, description="epochs without improvement of the objective before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest change of the objective that counts as improvement")
+
+
 class TrainConfig(Strict):
     loop: str = Field("builtin", description="builtin, or your training function as 'package.module:callable'")
     args: dict[str, Any] = Field(default_factory=dict, description="settings of your own training function")
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    # The recipe keys are read by the levels of ablations/recipe (README, "The training recipe").
+    optimizer: str = "momentum"
     lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    momentum: float | None = Field(None, ge=0, lt=1, description="None: the optimizer's own (sgd 0, momentum 0.9)")
     weight_decay: float = Field(0.0, ge=0)
+    rmsprop_alpha: float = Field(0.99, ge=0, lt=1)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    schedule: str = "constant"
+    warmup_epochs: float = Field(0.0, ge=0)
+    step_epochs: int = Field(30, ge=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+    milestones: list[int] = Field(default_factory=list)
+    milestones_unit: Literal["epochs", "steps"] = "epochs"
+    min_lr: float = Field(0.0, ge=0)
+    onecycle_pct_start: float = Field(0.3, gt=0, lt=1)
+    l1: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+    early_stopping: EarlyStoppingConfig | None = None
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype of the forward pass")
     channels_last: bool = Field(False, description="NHWC memory format for conv nets (on CUDA)")
+
+    @field_validator("optimizer", "schedule")
+    @classmethod
+    def _registered(cls, v: str, info: ValidationInfo) -> str:
+        from ablations.recipe import OPTIMIZERS, SCHEDULES  # see _datasets
+
+        return _one_of(v, {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}[info.field_name])
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if any(m < 1 for m in v) or v != sorted(set(v)):
+            raise ValueError(f"give increasing positive milestones, e.g. [30, 60] (got {v})")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Keys added with the recipe catalog dump only when set, so the grid fingerprints of
+        # studies made before it still match (a stored space still validates either way).
+        data = handler(self)
+        for key in RECIPE_KEYS:
+            default = type(self).model_fields[key].get_default(call_default_factory=True)
+            if getattr(self, key) == default:
+                data.pop(key, None)
+        return data
+
+
+RECIPE_KEYS = (
+    "rmsprop_alpha", "adam_betas", "eps", "schedule", "warmup_epochs", "step_epochs", "gamma", "milestones",
+    "milestones_unit", "min_lr", "onecycle_pct_start", "l1", "label_smoothing", "grad_clip", "early_stopping",
+    "max_steps",
+)  # fmt: skip
 
 
 class TrialConfig(Strict):

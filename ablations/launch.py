@@ -187,7 +187,7 @@ def run_queued(
 
 
 def counts_text(by_outcome: dict[str, int]) -> str:
-    order = ("complete", "pruned", "diverged", "failed", "running", "waiting", "not queued")
+    order = ("complete", "early_stopped", "pruned", "diverged", "failed", "running", "waiting", "not queued")
     return ", ".join(f"{by_outcome[k]} {k}" for k in order if by_outcome.get(k))
 
 

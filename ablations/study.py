@@ -31,7 +31,7 @@ from ablations.pruners import make_pruner
 DEFAULT_STORAGE = Path("runs") / "ablate.journal"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 IN_QUEUE = (TrialState.WAITING, TrialState.RUNNING)
-FINISHED_OUTCOMES = ("complete", "pruned", "diverged")
+FINISHED_OUTCOMES = ("complete", "pruned", "diverged", "early_stopped")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -286,7 +286,7 @@ def outcome_of(trial: FrozenTrial) -> str:
 def counts(study: optuna.Study) -> Counter[str]:
     """Tasks by outcome, each task once: a finished trial wins over retries and failures;
     a duplicate (a second queued copy of a task, closed unrun) is not a task of its own."""
-    rank = {"complete": 0, "pruned": 0, "diverged": 0, "running": 1, "waiting": 2, "failed": 3}
+    rank = {"complete": 0, "pruned": 0, "diverged": 0, "early_stopped": 0, "running": 1, "waiting": 2, "failed": 3}
     best: dict[str, str] = {}
     for trial in study.get_trials(deepcopy=False):
         key = trial.user_attrs.get("key")

@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablations.recipe import Clock, classification_loss, l1_penalty, learning_rate, make_optimizer, weight_tensors
+from ablations.recipe.schedules import steps_per_epoch, total_steps
+
 if TYPE_CHECKING:
     from ablations.config import TrainConfig
     from ablations.data import Dataset, Split
@@ -26,6 +29,8 @@ class EpochRecord:
     val_loss: float
     val_acc: float
     seconds: float
+    lr: float  # of the epoch's last optimizer step
+    grad_norm: float  # mean global gradient norm of the epoch's steps, before clipping
 
     @property
     def diverged(self) -> bool:
@@ -34,12 +39,6 @@ class EpochRecord:
 
     def metrics(self) -> dict[str, float]:
         return asdict(self)
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -73,43 +72,73 @@ def evaluate(
 
 
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int) -> Iterator[EpochRecord]:
-    """Train for `cfg.epochs`, yielding a record after each epoch; stop early on divergence.
+    """Train for `cfg.epochs` (or `cfg.max_steps` optimizer steps), yielding a record after each
+    epoch; stop early on divergence.
 
-    Losses are accumulated on the device and read once per epoch: a per-step `.item()` would
-    synchronise the device on every batch. The shuffle and the augmentations are seeded by `seed`,
-    the augmentations by a generator on the device, where they run.
+    The recipe (ablations/recipe) sets the lr before every step and adds the L1 penalty and label
+    smoothing to the loss minimised; `train_loss` stays the plain cross-entropy, so it compares
+    across regularisers. Losses are accumulated on the device and read once per epoch: a per-step
+    `.item()` would synchronise the device on every batch. The shuffle and the augmentations are
+    seeded by `seed`, the augmentations by a generator on the device, where they run.
     """
     device = data.device
     channels_last = cfg.channels_last and device.type == "cuda"  # NHWC pays off with cuDNN convolutions
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    l1_weights = weight_tensors(model) if cfg.l1 else []
+    per_epoch = steps_per_epoch(len(data.train), cfg.batch_size)
+    clock = Clock(0, per_epoch, total_steps(cfg, per_epoch))
     # fp16 has too little range for small gradients: scale the loss (bf16 has fp32's range).
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     shuffle = torch.Generator().manual_seed(seed)
     augment_gen = torch.Generator(device=device).manual_seed(seed)
     for epoch in range(1, cfg.epochs + 1):
+        if clock.step >= clock.total:  # max_steps reached
+            return
         start = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        norm_sum = torch.zeros((), device=device)
+        norm_steps = torch.zeros((), device=device)
+        seen, lr = 0, cfg.lr
         for x, y in data.train.batches(cfg.batch_size, shuffle, data.augment, augment_gen):
             if len(y) < 2:  # batch norm cannot normalise a batch of one; drop a lone straggler
                 continue
+            if clock.step >= clock.total:
+                break
+            lr = learning_rate(cfg, clock)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             with autocast(device, cfg.precision):
                 logits = model(_memory_format(x, channels_last))
-                loss = F.cross_entropy(logits, y)
+                loss = classification_loss(logits, y, cfg.label_smoothing)
+            data_loss = F.cross_entropy(logits.detach().float(), y) if cfg.label_smoothing else loss.detach()
+            if l1_weights:
+                loss = loss + l1_penalty(l1_weights, cfg.l1)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # true gradients for the norm and the clip (a no-op without fp16)
+            if cfg.grad_clip is None:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            finite = norm.isfinite()  # fp16 steps that overflow are skipped by the scaler: leave them out
+            norm_sum += torch.where(finite, norm, 0.0)
+            norm_steps += finite
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += loss.detach().float() * len(y)
+            clock = Clock(clock.step + 1, clock.per_epoch, clock.total)
+            loss_sum += data_loss.float() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
         train_loss, train_acc = (loss_sum / seen).item(), (correct / seen).item()
+        grad_norm = (norm_sum / norm_steps).item()  # NaN if every step overflowed
         val_loss, val_acc = evaluate(model, data.val, precision=cfg.precision, channels_last=channels_last)
-        record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, seconds, lr, grad_norm)
         yield record
         if record.diverged:
             return

@@ -17,6 +17,7 @@ from ablations.config import SpaceConfig, short_key
 from ablations.diagnostics import Diagnostics
 from ablations.grid import Task
 from ablations.plugins.loops import diverged, start_training
+from ablations.recipe import EarlyStopping
 from ablations.tracking import Tracker
 
 
@@ -62,6 +63,7 @@ def run_trial(
     started = time.perf_counter()
     history: list[dict[str, float]] = []
     probe: Diagnostics | None = None
+    stopper: EarlyStopping | None = None
     outcome, error, test_acc = "complete", None, None
     metric = space.objective.metric
     tracker.start(name=task.label, group=study.study_name, config=tracker_config(space, task, study.study_name))
@@ -73,6 +75,7 @@ def run_trial(
         probe = training.probe
         if probe:
             tracker.log(probe.at_init(), step=0)
+        stopper, best_weights = _early_stopping(space, config.train.early_stopping), None
         # History and diagnostics reach the storage once, when the trial ends (see _finish): a
         # trial killed before that is re-run from scratch. Each epoch writes one number, for
         # whoever watches a running trial. Leaving the `with` closes the loop (pruned, diverged).
@@ -87,10 +90,19 @@ def run_trial(
                     outcome = "diverged"
                     break
                 trial.report(record[metric], int(record["epoch"]))
+                if stopper is not None:  # the trial's own rule; it keeps (and is tested at) its best epoch
+                    stop = stopper.update(record[metric])
+                    if training.model is not None and stopper.improved:
+                        best_weights = _state_copy(training.model)
+                    if stop:
+                        outcome = "early_stopped"
+                        if training.model is not None and best_weights is not None:
+                            training.model.load_state_dict(best_weights)
+                        break
                 if trial.should_prune():
                     outcome = "pruned"
                     break
-        if outcome == "complete":
+        if outcome in ("complete", "early_stopped"):
             test_acc = training.test_acc(history[-1] if history else None)
     except KeyboardInterrupt:
         _save_diagnostics(trial, probe)
@@ -100,8 +112,17 @@ def run_trial(
     except Exception as err:  # noqa: BLE001 - a failed trial is recorded and the sweep goes on
         outcome, error = "failed", f"{type(err).__name__}: {err}"
     _save_diagnostics(trial, probe)
-    objective = _finish(study, trial, tracker, space, history, outcome, test_acc, error, started)
+    best_epoch = stopper.best_epoch if stopper is not None and outcome == "early_stopped" else None
+    objective = _finish(study, trial, tracker, space, history, outcome, test_acc, error, started, best_epoch)
     return TrialResult(task, outcome, len(history), objective, test_acc, error)
+
+
+def _early_stopping(space: SpaceConfig, rule: Any) -> EarlyStopping | None:
+    return None if rule is None else EarlyStopping(rule.patience, rule.min_delta, space.objective.direction)
+
+
+def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _save_diagnostics(trial: optuna.Trial, probe: Diagnostics | None) -> None:
@@ -119,11 +140,15 @@ def _finish(
     test_acc: float | None,
     error: str | None,
     started: float,
+    best_epoch: int | None = None,
 ) -> float | None:
     metric = space.objective.metric
     finite = [h[metric] for h in history if math.isfinite(h.get(metric, math.nan))]
     objective = finite[-1] if finite and outcome != "failed" else None
     summary: dict[str, Any] = {"outcome": outcome, "epochs_run": len(history)}
+    if best_epoch is not None:  # early stopped: scored at its best epoch
+        objective = history[best_epoch - 1][metric]
+        summary["best_epoch"] = best_epoch
     if objective is not None:
         summary["objective"] = objective
     if test_acc is not None:
@@ -136,7 +161,7 @@ def _finish(
         attrs["wandb_run"] = run_path
     for name, value in attrs.items():
         trial.set_user_attr(name, value)
-    if outcome == "complete":
+    if outcome in ("complete", "early_stopped"):
         study.tell(trial, objective)
     elif outcome in ("pruned", "diverged"):
         study.tell(trial, state=TrialState.PRUNED)

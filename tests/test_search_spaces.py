@@ -18,6 +18,9 @@ SHORT = {
     "selu": ["depth=4,16"],
     "transformer_norm": ["depth=1", "data.subset=300"],
     "rnn_norm": ["data.subset=200"],
+    "optimizers": ["train.lr=0.01,1.0"],
+    "schedules": ["train.epochs=3"],  # three epochs: warmup, then the schedule
+    "regularization": ["train.epochs=2"],
 }
 
 
@@ -40,7 +43,7 @@ def test_shipped_space_passes_check_and_has_a_header(ablate, path):
 
 @pytest.mark.parametrize("name", SHORT)
 def test_cpu_scale_space_runs_end_to_end(ablate, tmp_path, name):
-    sets = ["train.epochs=1", "seeds=1", *SHORT[name]]
+    sets = ["train.epochs=1", "seeds=1", *SHORT[name]]  # a later --set wins
     args = [arg for s in sets for arg in ("--set", s)]
     result = ablate("run", str(ROOT / "search_spaces" / f"{name}.yaml"), "--wandb", "disabled", *args)
     assert result.code == 0, result.out + result.err

@@ -48,6 +48,7 @@ class Training:
     """A trial's training, ready to iterate: its records, the probe watching it, and the test score."""
 
     records: Records
+    model: nn.Module | None = None  # None when the training runs elsewhere (a script)
     probe: Diagnostics | None = None
     test_acc: Callable[[dict[str, float] | None], float | None] = field(default=lambda last: None)
 
@@ -71,7 +72,7 @@ def start_training(space: SpaceConfig, config: TrialConfig, seed: int, device: t
             return last["test_acc"]
         return evaluate(model, data.test, precision=config.train.precision)[1]
 
-    return Training(records, probe, test_acc)
+    return Training(records, model, probe, test_acc)
 
 
 def checked(records: Any, loop: str, metric: str) -> Records:
