@@ -11,7 +11,7 @@ import copy
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -82,7 +82,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
-class DataConfig(Strict):
+class Section(Strict):
+    """A base-config section (`data`, `model`, `train`). Keys added after the first release dump
+    only when set, so the grid fingerprints of studies made before them still match (a stored
+    space validates either way; study.py's _same_grid also accepts it)."""
+
+    ADDED: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        for key in self.ADDED:
+            if getattr(self, key) == type(self).model_fields[key].get_default(call_default_factory=True):
+                data.pop(key, None)
+        return data
+
+
+class DataConfig(Section):
     name: str = Field("digits", description="a dataset's name, or your function as 'package.module:callable'")
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of your dataset function")
     memory_limit_mb: float = Field(
@@ -158,7 +174,7 @@ class DataConfig(Strict):
         return self
 
 
-class ModelConfig(Strict):
+class ModelConfig(Section):
     arch: str = Field("mlp", description="a built-in architecture, or your model as 'package.module:callable'")
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of your model callable")
     width: int = Field(64, ge=1, description="hidden units (mlp); channels of the first stage (cnn)")
@@ -206,7 +222,7 @@ class EarlyStoppingConfig(Strict):
     min_delta: float = Field(0.0, ge=0, description="smallest change of the objective that counts as improvement")
 
 
-class TrainConfig(Strict):
+class TrainConfig(Section):
     loop: str = Field("builtin", description="builtin, or your training function as 'package.module:callable'")
     args: dict[str, Any] = Field(default_factory=dict, description="settings of your own training function")
     # The recipe keys are read by the levels of ablations/recipe (README, "The training recipe").
@@ -249,23 +265,14 @@ class TrainConfig(Strict):
             raise ValueError(f"give increasing positive milestones, e.g. [30, 60] (got {v})")
         return v
 
-    @model_serializer(mode="wrap")
-    def _compact(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Keys added with the recipe catalog dump only when set, so the grid fingerprints of
-        # studies made before it still match (a stored space still validates either way).
-        data = handler(self)
-        for key in RECIPE_KEYS:
-            default = type(self).model_fields[key].get_default(call_default_factory=True)
-            if getattr(self, key) == default:
-                data.pop(key, None)
-        return data
 
-
-RECIPE_KEYS = (
+TrainConfig.ADDED = (
     "rmsprop_alpha", "adam_betas", "eps", "schedule", "warmup_epochs", "step_epochs", "gamma", "milestones",
     "milestones_unit", "min_lr", "onecycle_pct_start", "l1", "label_smoothing", "grad_clip", "early_stopping",
-    "max_steps",
+    "max_steps", "loop", "args",
 )  # fmt: skip
+DataConfig.ADDED = ("args", "memory_limit_mb", "seq_length")
+ModelConfig.ADDED = ("args", "heads", "ff_mult", "norm_position", "positions", "pooling")
 
 
 class TrialConfig(Strict):
