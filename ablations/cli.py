@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ablations import interrupts
-from ablations.config import SpaceConfig, incompatible_cells, load_space, short_key, validate_space
+from ablations.config import ProgramSpaceConfig, SpaceConfig, incompatible_cells, load_space, short_key, validate_space
 from ablations.data import require_datasets
 from ablations.device import cpu_threads, resolve_device
 from ablations.errors import AblationError
@@ -96,6 +96,9 @@ def check(space_file: Path, overrides: tuple[str, ...]) -> None:
     _print_exclusions(space)
     console.print(f"cells: {len(cells)}  x  seeds: {space.seeds}  =  trials: {trials}")
     console.print(f"objective: {space.objective.direction} {space.objective.metric}  ·  pruner: {_pruner_text(space)}")
+    if isinstance(space, ProgramSpaceConfig):  # script mode: the script builds its own model
+        console.print(f"program: {shlex.join(space.program)}  (once per trial, in the folder `ablate run` starts in)")
+        return
     _print_model_variants(space, cells)
     _print_cost(space, trials)
 
@@ -218,7 +221,8 @@ def run(
         raise AblationError(f"--workers {workers}: give at least 1 worker process")
     per_worker = cpu_threads(threads, workers)
     _check_size(space, max_cells, yes)
-    _check_data(space, space_file)
+    if not isinstance(space, ProgramSpaceConfig):  # a script loads its own data
+        _check_data(space, space_file)
     name = study_name or space.name
     command = shlex.join(["ablate", *click.get_current_context().obj["argv"]])
     store = open_storage(storage)
