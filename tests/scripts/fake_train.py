@@ -2,6 +2,8 @@
 grows with train.lr; options in the config make it crash, ignore pruning, fork a child or print
 a lot. It appends what happened to events.log in the current folder: `trial_id event detail`."""
 
+import json
+import math
 import os
 import signal
 import sys
@@ -22,6 +24,7 @@ def event(name: str, detail: object = "") -> None:
 
 
 event("start", os.getpid())
+event("env", json.dumps({k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "ABLATE_DEVICE", "CUDA_VISIBLE_DEVICES")}))
 if model["act"] == "broken" and Path("broken.flag").exists():
     print("building the model...")
     print("RuntimeError: mat1 and mat2 shapes cannot be multiplied (simulated)", file=sys.stderr)
@@ -42,6 +45,8 @@ if train.get("chatty"):  # a thread printing while the main thread trains and re
 for epoch in range(1, train["epochs"] + 1):
     time.sleep(train["sleep"])
     val_acc = min(1.0, train["lr"] * epoch / train["epochs"] + 0.01 * cfg["seed"])
+    if train.get("explode"):
+        val_acc = math.nan
     for i in range(200 if train.get("chatty") else 1):
         print(f"epoch {epoch} batch {i} loss {1 - val_acc:.4f}")
     if ablations.report(epoch, val_acc=val_acc, train_loss=1 - val_acc, score=10 * val_acc):
