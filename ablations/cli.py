@@ -221,7 +221,11 @@ def run(
         raise AblationError(f"--workers {workers}: give at least 1 worker process")
     per_worker = cpu_threads(threads, workers)
     _check_size(space, max_cells, yes)
-    if not isinstance(space, ProgramSpaceConfig):  # a script loads its own data
+    if isinstance(space, ProgramSpaceConfig):  # a script loads its own data
+        from ablations.program import check_program
+
+        check_program(space.program, space_file)
+    else:
         _check_data(space, space_file)
     name = study_name or space.name
     command = shlex.join(["ablate", *click.get_current_context().obj["argv"]])

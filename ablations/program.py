@@ -18,6 +18,7 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.client import CHANNEL_ENV, CONFIG_ENV
+from ablations.errors import ConfigError
 
 KILL_WAIT_SECONDS = 5.0  # after SIGTERM, before SIGKILL
 POLL_SECONDS = 0.2  # how often a waiting worker looks whether the script is still alive
@@ -63,6 +65,21 @@ def resolve_command(command: list[str]) -> list[str]:
     if command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
     return list(command)
+
+
+def check_program(command: list[str], source: Path | str) -> None:
+    """Bad input before anything is queued: a command that is not there, or a Python script
+    that is not there (relative paths are read from the current folder, as the trials will)."""
+    resolved = resolve_command(command)
+    if shutil.which(resolved[0]) is None:
+        raise ConfigError(f"{source}: program: {command[0]!r} is not an executable on PATH nor a path to one")
+    if resolved[0] == sys.executable and len(resolved) > 1 and resolved[1].endswith(".py"):
+        script = Path(resolved[1])
+        if not script.is_file():
+            raise ConfigError(
+                f"{source}: program: no script {script} in {Path.cwd()}; relative paths are read from the folder "
+                "`ablate run` starts in: run it from there or give an absolute path"
+            )
 
 
 def program_records(

@@ -252,3 +252,11 @@ def test_program_spaces_take_free_form_sections_and_built_in_spaces_stay_strict(
     assert builtin.code == 2 and "model.hidden: unknown key" in builtin.err
     empty = ablate("check", str(write(tmp_path, "name: b\nprogram: ''\n")))
     assert empty.code == 2 and "program: give a command" in empty.err
+
+
+def test_a_program_that_is_not_there_is_bad_input_before_anything_is_queued(ablate, tmp_path):
+    missing = ablate("run", str(write(tmp_path, "name: prog\nprogram: python no_such_train.py\n")))
+    assert missing.code == 2 and "program: no script no_such_train.py in" in missing.err, missing
+    absent = ablate("run", str(write(tmp_path, "name: prog\nprogram: no-such-binary --fast\n")))
+    assert absent.code == 2 and "'no-such-binary' is not an executable" in absent.err
+    assert not (tmp_path / "runs").exists()  # no study was created
