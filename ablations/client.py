@@ -15,7 +15,9 @@ import copy
 import json
 import os
 import socket
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 CONFIG_ENV = "ABLATE_CONFIG"
@@ -121,3 +123,12 @@ def _channel() -> _Channel:
         if _open is None:
             _open = _Channel(os.environ[CHANNEL_ENV])
         return _open
+
+
+def callable_module(name: str, function: Callable[..., Any]) -> None:
+    """Make the module `name` callable as `function`. `ablations.config` and `ablations.report`
+    are the script API's functions and also submodules of the suite (ablations/config.py,
+    ablations/report/); importing a submodule makes it the package's attribute in place of the
+    function, so the submodule itself must answer the call."""
+    module = sys.modules[name]
+    module.__class__ = type("CallableModule", (type(module),), {"__call__": staticmethod(function)})

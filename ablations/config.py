@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from ablations import client
 from ablations.data import DATASETS
 from ablations.errors import ConfigError
 from ablations.models import ACTIVATIONS, ARCHITECTURES, INITS, NORMS, incompatibilities
@@ -559,3 +560,6 @@ def _parse_scalar(text: str) -> Any:
     # Only scalars come from YAML: `--set norm={a: 1}` or `--set x=null` stay the text typed.
     keep_text = isinstance(value, (dict, list)) or (value is None and text.strip())
     return text if keep_text else value
+
+
+client.callable_module(__name__, client.config)  # `ablations.config()` stays callable once this module is imported

@@ -260,3 +260,14 @@ def test_a_program_that_is_not_there_is_bad_input_before_anything_is_queued(abla
     absent = ablate("run", str(write(tmp_path, "name: prog\nprogram: no-such-binary --fast\n")))
     assert absent.code == 2 and "'no-such-binary' is not an executable" in absent.err
     assert not (tmp_path / "runs").exists()  # no study was created
+
+
+def test_config_and_report_stay_callable_after_the_suite_modules_of_those_names_are_imported():
+    code = (
+        "import ablations, ablations.config, ablations.report; from ablations.config import short_key; "
+        "from ablations import report; "
+        "print(ablations.config({'a': 1}), ablations.report(1, val_acc=0.5), report(2, x=1), short_key('model.norm'))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "{'a': 1} False False norm"
