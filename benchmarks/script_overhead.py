@@ -10,7 +10,8 @@ same work.
     each epoch with `ablations.report()`; so (b) - (a) is the price of script mode per trial;
 (c) where that price goes, measured alone: a Python process that only imports `ablations` and
     reports once (process start, the light import, the channel set-up), `import torch` in a
-    fresh process, and one report's round trip over the channel (a script reporting 2000 times).
+    fresh process, the imports of (b)'s script, and one report's round trip over the channel
+    (a script reporting 2000 times).
 Prints markdown.
 """
 
@@ -88,9 +89,10 @@ def records_seconds(script: str, folder: Path, name: str) -> tuple[float, int]:
     return time.perf_counter() - start, count
 
 
-def torch_import_seconds() -> float:
+def import_seconds(code: str) -> float:
+    """Wall time of a fresh Python process that runs `code` (imports)."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True)
     return time.perf_counter() - start
 
 
@@ -101,7 +103,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     os.environ["WANDB_MODE"] = "disabled"
-    in_process, script_mode, bare, torch_import, round_trip = [], [], [], [], []
+    in_process, script_mode, bare, torch_import, suite_import, round_trip = [], [], [], [], [], []
+    imports = "\n".join(line for line in SAME_WORK.splitlines() if line.startswith(("import", "from")))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.chdir(folder)
@@ -111,7 +114,8 @@ def main() -> None:
             in_process.append(sweep_seconds(BUILT_IN.format(name=f"a{repeat}", **fill), folder) / args.trials)
             script_mode.append(sweep_seconds(SCRIPT_MODE.format(name=f"b{repeat}", **fill), folder) / args.trials)
             bare.append(records_seconds(REPORT_ONCE, folder, "once")[0])
-            torch_import.append(torch_import_seconds())
+            torch_import.append(import_seconds("import torch"))
+            suite_import.append(import_seconds(imports))
             seconds, count = records_seconds(REPORT_MANY.format(n=2000), folder, "many")
             round_trip.append((seconds - bare[-1]) / count)
     a, b = statistics.median(in_process), statistics.median(script_mode)
@@ -123,6 +127,8 @@ def main() -> None:
     print(f"| (b) - (a): script mode's price | {b - a:.3f} ({b / a:.2f}x) |")
     print(f"| (c) process start + `import ablations` + one report | {statistics.median(bare):.3f} |")
     print(f"| (c) `import torch` in a fresh process | {statistics.median(torch_import):.3f} |")
+    suite = statistics.median(suite_import)
+    print(f"| (c) the same-work script's imports (torch, the suite's modules) | {suite:.3f} |")
     print(f"| (c) one report's round trip (suite <-> script) | {statistics.median(round_trip) * 1e6:.0f} µs |")
 
 

@@ -97,6 +97,8 @@ def test_script_sweep_prunes_fails_one_level_and_reruns_only_the_failed_cells(ab
             assert trial.value == pytest.approx(lr + 0.01 * seed)
             assert history[-1]["score"] == pytest.approx(10 * trial.value)
     assert (tmp_path / "reports" / "prog" / "report.md").is_file()
+    best = ablate("check", str(tmp_path / "reports" / "prog" / "best.yaml"))  # the best cell, runnable
+    assert best.code == 0 and "program: python fake_train.py" in best.out, best
 
     (tmp_path / "broken.flag").unlink()
     started_before = sum(e == "start" for _, e, _ in events(tmp_path))
