@@ -1,13 +1,17 @@
 """ablations: ablation sweeps over the design choices of a neural network.
 
-The Python API (`ablations.sweep`, `ablations.make_report`) loads torch and Optuna only when first used.
+Light on purpose: a training script run in script mode imports `ablations` for `config()` and
+`report()` (standard library only); the Python API (`sweep`, `make_report`) loads torch and
+Optuna only when first used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["make_report", "sweep"]
+from ablations.client import config, report
+
+__all__ = ["config", "report", "sweep", "make_report"]
 
 
 def __getattr__(name: str) -> Any:

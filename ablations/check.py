@@ -7,12 +7,13 @@ missing files are reported last, as the one bad-input line (exit 2).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ablations.config import SpaceConfig, incompatible_cells, short_key
+from ablations.config import ProgramSpaceConfig, SpaceConfig, incompatible_cells, short_key
 from ablations.errors import AblationError
 from ablations.grid import DESIGNS, Cell, cells_of
 from ablations.pruners import pruner_setting
@@ -30,6 +31,9 @@ def show(space: SpaceConfig, space_file: Path, console: Console) -> None:
     print_exclusions(space, console)
     console.print(f"cells: {len(cells)}  x  seeds: {space.seeds}  =  trials: {trials}")
     console.print(f"objective: {space.objective.direction} {space.objective.metric}  ·  pruner: {pruner_text(space)}")
+    if isinstance(space, ProgramSpaceConfig):  # script mode: the script builds its own model and data
+        console.print(f"program: {shlex.join(space.program)}  (once per trial, in the folder `ablate run` starts in)")
+        return
     print_model_variants(space, cells, console)
     print_cost(space, trials, console)
     _check_data_for_plan(space, space_file, console)

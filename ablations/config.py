@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+import shlex
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from ablations import client
 from ablations.errors import ConfigError
 from ablations.plugins.imports import is_import_path
 from ablations.pruners import PRUNERS, check_pruner_args
@@ -413,6 +415,57 @@ class SpaceConfig(Strict):
         return TrialConfig.model_validate(config)
 
 
+class ProgramTrialConfig(BaseModel):
+    """One script-mode trial's config: the script's own sections, passed through as written."""
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProgramObjective(ObjectiveConfig):
+    metric: str = "val_acc"  # any name the script reports
+
+    @model_validator(mode="after")
+    def _default_direction(self) -> ProgramObjective:
+        if self.direction is None:
+            self.direction = "minimize" if self.metric.endswith(("loss", "error")) else "maximize"
+        return self
+
+
+class ProgramSpaceConfig(SpaceConfig):
+    """Script mode (ablations.program): `program` is run once per trial as a subprocess, which
+    reads its config with ablations.config() and reports with ablations.report(). The data, model
+    and train sections are the script's own: free-form, only passed through."""
+
+    program: list[str]
+    program_grace_seconds: float = Field(
+        10.0, gt=0, description="after a pruned report, how long the script has to stop before SIGTERM/SIGKILL"
+    )
+    objective: ProgramObjective = ProgramObjective()
+    data: dict[str, Any] = Field(default_factory=dict)  # type: ignore[assignment]
+    model: dict[str, Any] = Field(default_factory=dict)  # type: ignore[assignment]
+    train: dict[str, Any] = Field(default_factory=dict)  # type: ignore[assignment]
+    diagnostics: bool = False  # the suite never sees the script's model
+
+    @field_validator("program", mode="before")
+    @classmethod
+    def _command(cls, v: Any) -> Any:
+        command = shlex.split(v) if isinstance(v, str) else v
+        if not isinstance(command, list) or not command or not all(isinstance(p, (str, int, float)) for p in command):
+            raise ValueError("give a command, as a string (`python train.py --fast`) or a list of arguments")
+        return [str(p) for p in command]
+
+    def base(self) -> dict[str, Any]:
+        return copy.deepcopy({"data": self.data, "model": self.model, "train": self.train})
+
+    def trial_config(self, cell: dict[str, Any]) -> ProgramTrialConfig:  # type: ignore[override]
+        config = self.base()
+        for key, level in cell.items():
+            _set_path(config, key, level)
+        return ProgramTrialConfig.model_validate(config)
+
+
 # ---------------------------------------------------------------- loading and overrides
 
 
@@ -451,8 +504,9 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
     if not isinstance(exclude, list) or not all(isinstance(rule, dict) for rule in exclude):
         raise ConfigError(f"{source}: `exclude` must be a list of partial cells, e.g. `exclude: [{{norm: instance}}]`")
     raw["exclude"] = [{full_key(str(k)): v for k, v in rule.items()} for rule in exclude]
+    kind = ProgramSpaceConfig if "program" in raw else SpaceConfig  # script mode: see ProgramSpaceConfig
     try:
-        space = SpaceConfig.model_validate(raw)
+        space = kind.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_describe(err, source)) from None
     for key, levels in space.factors.items():
@@ -460,6 +514,8 @@ def validate_space(raw: dict[str, Any], source: str = "<space>") -> SpaceConfig:
     _check_design(space, source)
     for i, rule in enumerate(space.exclude):
         _check_exclude_rule(space, i, rule, source)
+    if isinstance(space, ProgramSpaceConfig):
+        return space  # the script builds its own data, model and loop: nothing more to check here
     _check_compatible(space, source)
     _check_inputs(space, source)
     _check_objective(space, source)
@@ -578,6 +634,8 @@ def incompatible_cells(space: SpaceConfig) -> list[tuple[dict[str, Any], dict[st
 
 def _check_compatible(space: SpaceConfig, source: str) -> None:
     """Refuse a grid holding a cell that makes no sense unless `exclude` drops it: it could only fail."""
+    if isinstance(space, ProgramSpaceConfig):
+        return  # the script builds its own model
     bad = [(cell, part, reason) for cell, part, reason in incompatible_cells(space) if not space.excluded(cell)]
     if not bad:
         return
@@ -598,7 +656,13 @@ def _check_compatible(space: SpaceConfig, source: str) -> None:
 
 def _check_factor(space: SpaceConfig, key: str, levels: list[Any], source: str) -> None:
     name = short_key(key)
-    if not _is_leaf(key):
+    if isinstance(space, ProgramSpaceConfig):
+        if not re.fullmatch(r"(data|model|train)(\.[A-Za-z_][\w-]*)+", key):
+            raise ConfigError(
+                f"{source}: factors.{name}: with `program:` a factor is a dotted key inside data, model or "
+                "train (e.g. train.lr, model.hidden), or one of " + ", ".join(SHORT_KEYS)
+            )
+    elif not _is_leaf(key):
         raise ConfigError(
             f"{source}: factors.{name}: unknown config key; a factor is one of "
             f"{', '.join(SHORT_KEYS)} or a dotted key such as {', '.join(_leaf_keys()[:6])}, ..."
@@ -692,3 +756,6 @@ def _parse_scalar(text: str) -> Any:
     # Only scalars come from YAML: `--set norm={a: 1}` or `--set x=null` stay the text typed.
     keep_text = isinstance(value, (dict, list)) or (value is None and text.strip())
     return text if keep_text else value
+
+
+client.callable_module(__name__, client.config)  # `ablations.config()` stays callable once this module is imported

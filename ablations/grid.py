@@ -108,6 +108,7 @@ def schedule(space: SpaceConfig, study_name: str) -> list[Task]:
 def grid_fingerprint(space: SpaceConfig) -> str:
     """What must match for a study to be resumed: everything that defines what a trial runs
     (the pruner may change between runs: it decides when to stop, not what a trial is; diagnostics
-    only observe a trial)."""
-    defining = space.model_dump(mode="json", exclude={"description", "name", "pruner", "diagnostics"})
+    only observe a trial; nor how long a pruned script may take to stop)."""
+    ignored = {"description", "name", "pruner", "diagnostics", "program_grace_seconds"}
+    defining = space.model_dump(mode="json", exclude=ignored)
     return hashlib.sha1(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:12]

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 
 from ablations.check import require_data
-from ablations.config import SpaceConfig
+from ablations.config import ProgramSpaceConfig, SpaceConfig
 from ablations.device import cpu_threads, resolve_device
 from ablations.errors import AblationError
 from ablations.grid import cells_of
@@ -66,7 +66,12 @@ def sweep_space(
         raise AblationError(f"--workers {options.workers}: give at least 1 worker process")
     per_worker = cpu_threads(options.threads, options.workers)
     _check_size(space, options.max_cells, options.yes)
-    require_data(space, source)
+    if isinstance(space, ProgramSpaceConfig):  # a script loads its own data
+        from ablations.program import check_program
+
+        check_program(space.program, source)
+    else:
+        require_data(space, source)
     name = options.study or space.name
     store = open_storage(options.storage)
     study = create_or_resume(store, space, name, command, options.storage, extend=options.extend)

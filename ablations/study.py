@@ -162,7 +162,8 @@ def check_extension(old: dict[str, Any], space: SpaceConfig, where: str) -> None
     """`--extend` may add levels to existing factors and add seeds; anything else would change
     what the finished trials mean, so it needs a new study."""
     new = space.model_dump(mode="json")
-    fixed = [k for k in new if k not in ("name", "description", "pruner", "factors", "seeds")]
+    free = ("name", "description", "pruner", "factors", "seeds", "program_grace_seconds")
+    fixed = [k for k in new if k not in free]
     changed = [k for k in fixed if old.get(k) != new[k]]
     if changed:
         raise StudyError(

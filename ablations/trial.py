@@ -7,16 +7,17 @@ import math
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
-from ablations.config import SpaceConfig, short_key
+from ablations.config import ProgramSpaceConfig, SpaceConfig, short_key
 from ablations.diagnostics import Diagnostics
 from ablations.grid import Task
-from ablations.plugins.loops import diverged, start_training
+from ablations.plugins.loops import Training, diverged, start_training
 from ablations.recipe import EarlyStopping
 from ablations.tracking import Tracker
 
@@ -71,7 +72,10 @@ def run_trial(
         suggest_factors(trial, space, task)
         config = space.trial_config(task.cell.values)
         torch.manual_seed(task.seed)
-        training = start_training(space, config, task.seed, device)
+        if isinstance(space, ProgramSpaceConfig):
+            training = _program_training(study, trial, task, space, device)
+        else:
+            training = start_training(space, config, task.seed, device)
         probe = training.probe
         if probe:
             tracker.log(probe.at_init(), step=0)
@@ -115,6 +119,22 @@ def run_trial(
     best_epoch = stopper.best_epoch if stopper is not None and outcome == "early_stopped" else None
     objective = _finish(study, trial, tracker, space, history, outcome, test_acc, error, started, best_epoch)
     return TrialResult(task, outcome, len(history), objective, test_acc, error)
+
+
+def _program_training(
+    study: optuna.Study, trial: optuna.Trial, task: Task, space: ProgramSpaceConfig, device: torch.device
+) -> Training:
+    """Script mode (ablations.program): the space's program builds and trains; each of its reports
+    is a record. Closing the records tells the script to stop (pruned, diverged, stopped early)."""
+    from ablations.program import program_records
+
+    given = space.trial_config(task.cell.values).model_dump()
+    given.update(seed=task.seed, trial_id=trial.number, study=study.study_name)
+    log_stem = Path("runs") / "logs" / study.study_name / f"trial-{trial.number}"
+    trial.set_user_attr("program_log", str(log_stem))
+    threads, grace = torch.get_num_threads(), space.program_grace_seconds
+    records = program_records(space.program, given, space.objective.metric, log_stem, str(device), threads, grace)
+    return Training(records, test_acc=lambda last: (last or {}).get("test_acc"))
 
 
 def _early_stopping(space: SpaceConfig, rule: Any) -> EarlyStopping | None:

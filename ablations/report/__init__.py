@@ -18,6 +18,7 @@ import optuna
 import pandas as pd
 import yaml
 
+from ablations import client
 from ablations.config import short_key
 from ablations.report.best import best_space
 from ablations.report.diagnostics import write_diagnostics
@@ -94,3 +95,6 @@ def write_report(study: optuna.Study, out_dir: Path, html: bool = False) -> Path
     if html:
         write_html(path)
     return path
+
+
+client.callable_module(__name__, client.report)  # `ablations.report()` stays callable once this package is imported

@@ -11,7 +11,7 @@ import yaml
 from ablations.config import short_key
 from ablations.report.stats import leaderboard
 
-BASE_SECTIONS = ("data", "model", "train")
+BASE_SECTIONS = ("data", "model", "train", "program", "program_grace_seconds")  # program: script mode
 
 
 def best_space(trials: pd.DataFrame, space: dict[str, Any]) -> dict[str, Any] | None:
