@@ -18,7 +18,7 @@ def test_check_without_the_cifar_files_prints_the_resnet_parameter_counts_then_e
     counts = dict(re.findall(r"depth=(\d+) model\.residual=True\s*│\s*([\d,]+)", result.out))
     assert counts == {"20": "269,722", "32": "464,154", "44": "658,586", "56": "853,018"}, result.out
     assert "model variants on cifar10 (3, 32, 32)" in result.out
-    assert "cost without pruning (the worst case): 1,312 epochs" in result.out
+    assert "cost without pruning (the worst case): 1,456 epochs" in result.out
     assert result.err.count("\n") == 1 and "data_batch_1" in result.err and "data/cifar-10-batches-py/" in result.err
     assert not (tmp_path / "data").exists(), "check looks, it never writes"
 
