@@ -108,6 +108,17 @@ def _named_children_of_type(model: nn.Module, types: tuple[type[nn.Module], ...]
                 yield parent, name
 
 
+def quiet_forward(model: nn.Module, batch: Tensor) -> object:
+    """One forward pass that leaves no trace: eval mode, no gradients, random streams forked."""
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng():
+            return model(batch)
+    finally:
+        model.train(was_training)
+
+
 def input_shapes(model: nn.Module, batch: Tensor, types: tuple[type[nn.Module], ...]) -> dict[int, torch.Size]:
     """The input shape each module of `types` sees on `batch` (by id), from one forward pass."""
     shapes: dict[int, torch.Size] = {}
@@ -117,13 +128,9 @@ def input_shapes(model: nn.Module, batch: Tensor, types: tuple[type[nn.Module], 
             shapes.setdefault(id(module), args[0].shape)
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, types)]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad(), torch.random.fork_rng():
-            model(batch)
+        quiet_forward(model, batch)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return shapes
@@ -211,13 +218,10 @@ def functional_activations(model: nn.Module, batch: Tensor) -> Counter:
     modules = [m for m in model.modules() if isinstance(m, (*ACTIVATION_TYPES, nn.Sigmoid, nn.Hardsigmoid))]
     handles = [m.register_forward_pre_hook(enter) for m in modules]
     handles += [m.register_forward_hook(leave) for m in modules]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad(), torch.random.fork_rng(), Count():
-            model(batch)
+        with Count():
+            quiet_forward(model, batch)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return calls

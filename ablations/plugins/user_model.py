@@ -20,7 +20,6 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor, nn
 
 from ablations.models.init import CLASSIFIER_ATTR, INITS, InitContext, weighted_layers
@@ -31,6 +30,7 @@ from ablations.plugins.swap import (
     SwapReport,
     functional_activations,
     mark_activations,
+    quiet_forward,
     set_dropout,
     swap_activations,
     swap_norms,
@@ -111,13 +111,7 @@ def build_user_model(
 
 
 def check_output(model: nn.Module, batch: Tensor, num_classes: int, arch: str) -> None:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng():
-            out = model(batch[:2])
-    finally:
-        model.train(was_training)
+    out = quiet_forward(model, batch[:2])
     if not isinstance(out, Tensor):
         raise PluginError(
             f"model.arch: {arch} returns {type(out).__name__} from forward(); return the logits tensor "
@@ -137,13 +131,9 @@ def _mark_classifier(model: nn.Module, batch: Tensor) -> None:
         return  # the builder marked it itself (ablations.layers.mark_classifier)
     order: list[nn.Module] = []
     handles = [m.register_forward_hook(lambda m, a, o: order.append(m)) for m in layers]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad(), torch.random.fork_rng():
-            model(batch[:2])
+        quiet_forward(model, batch[:2])
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     if order:
