@@ -195,12 +195,15 @@ class ModelConfig(Section):
     normal_std: float = Field(0.01, gt=0)
     lsuv_tolerance: float = Field(0.1, gt=0, lt=1)
     lsuv_max_iters: int = Field(10, ge=1)
-    # Sequence models (ablations/models/transformer.py; rnn.py reads none of these).
+    # Sequence models (ablations/models/transformer.py, rnn.py).
     heads: int = Field(4, ge=1, description="transformer: attention heads; must divide width")
     ff_mult: int = Field(4, ge=1, description="transformer: feed-forward units = ff_mult * width")
     norm_position: Literal["pre", "post"] = Field("pre", description="transformer: norm before or after the sum")
     positions: Literal["learned", "sinusoidal", "none"] = Field("learned", description="transformer")
     pooling: Literal["mean", "cls"] = Field("mean", description="transformer: mean over steps, or a class token")
+    recurrent_norm: Literal["outputs", "gates"] = Field(
+        "outputs", description="lstm/gru: norm each layer's outputs, or inside the cell (Ba et al. 2016)"
+    )
 
     @field_validator("arch", "norm", "init", "activation")
     @classmethod

@@ -130,6 +130,10 @@ class Diagnostics:
                     handle.remove()
         stats: dict[str, list[float]] = {k: [] for k in INIT_STATS + NORM_STATS}
         for _, m in self.activations:
+            if not outputs[id(m)]:  # not on this forward's path: no statistics, not an error
+                for k in INIT_STATS:
+                    stats[k].append(math.nan)
+                continue
             pre, act = torch.cat(inputs[id(m)]), torch.cat(outputs[id(m)])
             stats["pre_mean"].append(pre.mean().item())
             stats["pre_std"].append(pre.std().item())
@@ -137,6 +141,10 @@ class Diagnostics:
             stats["act_std"].append(act.std().item())
             stats["dead"].append(dead_fraction(act, getattr(m, "unit_dim", 1)))
         for _, m in self.norms:
+            if not outputs[id(m)]:
+                stats["norm_mean"].append(math.nan)
+                stats["norm_std"].append(math.nan)
+                continue
             out = torch.cat(outputs[id(m)])
             stats["norm_mean"].append(out.mean().item())
             stats["norm_std"].append(out.std().item())

@@ -88,7 +88,7 @@ def test_mnist_rows_reads_the_mnist_files(tmp_path) -> None:
 def test_missing_mnist_files_are_named_for_mnist_rows(tmp_path) -> None:
     from ablations.data import DataMissingError
 
-    with pytest.raises(DataMissingError, match="not found"):
+    with pytest.raises(DataMissingError, match=r"data.name=mnist_rows \(the MNIST files\): .* not found"):
         dataset_info(DataConfig(name="mnist_rows", root=str(tmp_path / "nowhere")))
 
 

@@ -260,6 +260,47 @@ def test_recurrent_norm_acts_on_each_layers_per_step_outputs(arch: str, norm: st
         assert not torch.allclose(h1, pooled, atol=1e-2)
 
 
+def test_layer_norm_inside_the_lstm_cell_is_ba_et_al() -> None:
+    """gates = LN_x(W_x x_t + b) + LN_h(W_h h_{t-1}); h_t = o tanh(LN_c(c_t)) (Ba et al. 2016, sec. 3.1)."""
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(arch="lstm", norm="layer", recurrent_norm="gates", width=4, depth=1, activation="tanh"), (3, 2), 2
+    )
+    cell = model.layers[0]
+    assert isinstance(model.norms[0], nn.Identity), "gates placement leaves the outputs alone"
+    for norm in (cell.norm_x, cell.norm_h, cell.norm_c):
+        nn.init.normal_(norm.weight)
+        nn.init.normal_(norm.bias)
+    x = torch.randn(5, 3, 2)
+    h = c = torch.zeros(5, 4)
+    expected = []
+    for t in range(3):
+        gates = _layer_norm(x[:, t] @ cell.input.weight.T + cell.input.bias, cell.norm_x) + _layer_norm(
+            h @ cell.recurrent.weight.T, cell.norm_h
+        )
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(_layer_norm(c, cell.norm_c))
+        expected.append(h)
+    torch.testing.assert_close(cell(x), torch.stack(expected, dim=1), atol=1e-5, rtol=1e-5)
+
+
+def test_batch_norm_inside_the_gru_cell_keeps_statistics_per_step() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="gru", norm="batch", recurrent_norm="gates", width=4, depth=1), (3, 2), 2)
+    cell = model.layers[0].train()
+    assert isinstance(cell.norm_h, StepBatchNorm) and cell.norm_h.stats.running_mean.shape == (3 * 12,)
+    x = torch.randn(16, 3, 2) * 3 + 1
+    cell(x)
+    running = cell.norm_h.stats.running_mean.view(3, 12)
+    # h_0 = 0: step 0's recurrent term is the bias for every example; momentum 0.1 moves the mean there
+    torch.testing.assert_close(running[0], 0.1 * cell.recurrent.bias.detach())
+    assert running[1].abs().sum() > 0 and not torch.allclose(running[1], running[2])
+    h = torch.randn(16, 12)
+    y = cell.norm_h(h, 2)
+    torch.testing.assert_close(y, (h - h.mean(0)) / h.var(0, unbiased=False).add(EPS).sqrt())
+
+
 def test_inits_reach_the_recurrent_weights() -> None:
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="lstm", init="kaiming", activation="tanh", width=256, depth=1), (4, 256), 3)

@@ -8,12 +8,12 @@ generated task whose answer depends on order: which of two marked values comes f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ablations.data.builtin import SYNTHETIC_SEED
-from ablations.data.datasets import DATASETS, Raw, Shape, Source
+from ablations.data.datasets import DATASETS, DataMissingError, Raw, Shape, Source
 
 if TYPE_CHECKING:
     from ablations.config import DataConfig
@@ -42,16 +42,25 @@ DATASETS.register("digits_rows")(Source(_digits_rows, lambda cfg: ((8, 8), 10), 
 DATASETS.register("digits_pixels")(Source(_digits_pixels, lambda cfg: ((64, 1), 10), kind="sequence"))
 
 
+def _mnist(cfg: DataConfig, part: str) -> Any:
+    """The `mnist` source's load or info (same files), its messages naming mnist_rows."""
+    try:
+        return getattr(DATASETS["mnist"], part)(cfg)  # looked up here: vision.py registers after this module
+    except DataMissingError as err:
+        message = str(err).replace("data.name=mnist:", "data.name=mnist_rows (the MNIST files):")
+        raise DataMissingError(message) from None
+
+
 def _mnist_rows_source() -> Source:
-    """The `mnist` source (same files, same messages), each image as 28 steps of 28 pixels."""
+    """The `mnist` source, each image as 28 steps of 28 pixels."""
 
     def load(cfg: DataConfig) -> Raw:
-        raw = DATASETS["mnist"].load(cfg)  # looked up here: vision.py may register after this module
+        raw = _mnist(cfg, "load")
         assert raw.test_x is not None, "MNIST has an official test set"
         return Raw(raw.x.squeeze(1), raw.y, raw.num_classes, raw.test_x.squeeze(1), raw.test_y)
 
     def info(cfg: DataConfig) -> tuple[Shape, int]:
-        (_, h, w), classes = DATASETS["mnist"].info(cfg)
+        (_, h, w), classes = _mnist(cfg, "info")
         return (h, w), classes
 
     return Source(load, info, kind="sequence")

@@ -9,6 +9,7 @@ defined; any other shape is refused.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ablations.models.layers import NORMS, LayerOptions
@@ -44,9 +45,18 @@ class StepBatchNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(features))
         self.bias = nn.Parameter(torch.zeros(features))
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, t, f = x.shape
-        return self.stats(x.reshape(b, t * f)).view(b, t, f) * self.weight + self.bias
+    def forward(self, x: Tensor, step: int | None = None) -> Tensor:
+        """All steps of (B, T, F) at once; or (B, F) at time `step`, for a recurrent cell's loop."""
+        if step is None:
+            b, t, f = x.shape
+            return self.stats(x.reshape(b, t * f)).view(b, t, f) * self.weight + self.bias
+        f = x.shape[1]
+        at = slice(step * f, (step + 1) * f)  # views: batch_norm updates step t's running statistics in place
+        stats = self.stats
+        y = F.batch_norm(
+            x, stats.running_mean[at], stats.running_var[at], None, None, self.training, stats.momentum, stats.eps
+        )
+        return y * self.weight + self.bias
 
 
 class TokenBatchNorm(nn.BatchNorm1d):
@@ -56,6 +66,11 @@ class TokenBatchNorm(nn.BatchNorm1d):
     def forward(self, x: Tensor) -> Tensor:
         b, t, f = x.shape
         return super().forward(x.reshape(b * t, f)).view(b, t, f)
+
+
+def at_step(norm: nn.Module, x: Tensor, step: int) -> Tensor:
+    """`norm` on one step (B, F) of a recurrent loop: batch norm uses that step's statistics."""
+    return norm(x, step) if isinstance(norm, StepBatchNorm) else norm(x)
 
 
 def sequence_norm(name: str, features: int, steps: int | None, opts: LayerOptions) -> nn.Module:
