@@ -18,7 +18,7 @@ SHORT = {
     "selu": ["depth=4,16"],
     "optimizers": ["train.lr=0.01,1.0"],
     "schedules": ["train.epochs=3"],  # three epochs: warmup, then the schedule
-    "regularization": ["train.epochs=2"],
+    "regularization": [],
 }
 
 
