@@ -193,6 +193,19 @@ class TrainConfig(Strict):
             raise ValueError(f"give increasing positive milestones, e.g. [30, 60] (got {v})")
         return v
 
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _stopping_rule(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, EarlyStoppingConfig) and not (isinstance(v, dict) and "patience" in v):
+            raise ValueError(f"give the rule as {{patience: EPOCHS, min_delta: 0.0}}, or null for none (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule_options(self) -> TrainConfig:
+        if self.schedule == "multistep" and not self.milestones:
+            raise ValueError("schedule multistep needs train.milestones, e.g. [30, 60] (epochs) or steps")
+        return self
+
     @model_serializer(mode="wrap")
     def _compact(self, handler: SerializerFunctionWrapHandler) -> Any:
         # Keys added with the recipe catalog dump only when set, so the grid fingerprints of
