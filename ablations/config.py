@@ -270,6 +270,19 @@ class TrainConfig(Section):
             raise ValueError(f"give increasing positive milestones, e.g. [30, 60] (got {v})")
         return v
 
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _stopping_rule(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, EarlyStoppingConfig) and not (isinstance(v, dict) and "patience" in v):
+            raise ValueError(f"give the rule as {{patience: EPOCHS, min_delta: 0.0}}, or null for none (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule_options(self) -> TrainConfig:
+        if self.schedule == "multistep" and not self.milestones:
+            raise ValueError("schedule multistep needs train.milestones, e.g. [30, 60] (epochs) or steps")
+        return self
+
 
 TrainConfig.ADDED = (
     "rmsprop_alpha", "adam_betas", "eps", "schedule", "warmup_epochs", "step_epochs", "gamma", "milestones",
@@ -277,7 +290,7 @@ TrainConfig.ADDED = (
     "max_steps", "loop", "args",
 )  # fmt: skip
 DataConfig.ADDED = ("args", "memory_limit_mb", "seq_length")
-ModelConfig.ADDED = ("args", "heads", "ff_mult", "norm_position", "positions", "pooling")
+ModelConfig.ADDED = ("args", "heads", "ff_mult", "norm_position", "positions", "pooling", "recurrent_norm")
 
 
 class TrialConfig(Strict):

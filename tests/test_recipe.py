@@ -11,6 +11,7 @@ from torch import nn
 
 from ablations.config import DataConfig, ModelConfig, TrainConfig, load_space, validate_space
 from ablations.data import load_dataset
+from ablations.errors import ConfigError
 from ablations.grid import grid_fingerprint
 from ablations.models import build_model
 from ablations.recipe import (
@@ -122,6 +123,27 @@ def test_a_space_stored_before_the_recipe_catalog_validates_and_means_the_same()
     assert (group["momentum"], group["nesterov"], group["lr"]) == (0.9, False, 0.05)
     # the recipe keys at their defaults are left out of the dump, so the grid fingerprint is unchanged
     assert space.model_dump(mode="json")["train"] == stored["train"]
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        (
+            {"optimizer": "adamm"},
+            "train.optimizer: unknown optimizer 'adamm'; allowed: sgd, momentum, nesterov, rmsprop",
+        ),
+        ({"schedule": "cos"}, "train.schedule: unknown schedule 'cos'; allowed: constant, step, multistep, cosine"),
+        ({"schedule": "multistep"}, "schedule multistep needs train.milestones"),
+        ({"schedule": "multistep", "milestones": [5, 2]}, "train.milestones: give increasing positive milestones"),
+        ({"early_stopping": 3}, "train.early_stopping: give the rule as {patience: EPOCHS, min_delta: 0.0}"),
+        ({"early_stopping": {"patience": 0}}, "train.early_stopping.patience"),
+        ({"milestones_unit": "iters"}, "train.milestones_unit: must be one of 'epochs' or 'steps'"),
+    ],
+)
+def test_bad_recipe_keys_name_the_key_and_the_fix(train, message):
+    with pytest.raises(ConfigError) as err:
+        validate_space({"name": "x", "train": train}, source="space.yaml")
+    assert str(err.value).startswith("space.yaml: ") and message in str(err.value)
 
 
 # ---------------------------------------------------------------- schedules

@@ -73,3 +73,8 @@ def test_a_trial_stopped_by_its_own_rule_is_early_stopped_and_scored_at_its_best
     assert list(trials["objective"]) == pytest.approx([t.value for t in study.trials])
     again = ablate("run", str(space), "--wandb", "disabled")  # finished: nothing is trained again
     assert again.code == 0 and len(load("stop").trials) == 2, again.out
+    # its test accuracy is that of the best epoch's weights: the same seeds trained for 1 epoch
+    one_epoch = STOPPING_SPACE.replace("name: stop", "name: one").replace("epochs: 8", "epochs: 1")
+    assert ablate("run", str(write_space(one_epoch, "one.yaml")), "--wandb", "disabled").code == 0
+    test_acc = lambda name: sorted((t.user_attrs["seed"], t.user_attrs["test_acc"]) for t in load(name).trials)  # noqa: E731
+    assert test_acc("stop") == test_acc("one")

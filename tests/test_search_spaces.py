@@ -20,7 +20,7 @@ SHORT = {
     "rnn_norm": ["data.subset=200"],
     "optimizers": ["train.lr=0.01,1.0"],
     "schedules": ["train.epochs=3"],  # three epochs: warmup, then the schedule
-    "regularization": ["train.epochs=2"],
+    "regularization": [],
 }
 
 
