@@ -43,6 +43,7 @@ PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
     "successive_halving": ["pruner.name=successive_halving"],
     "hyperband": ["pruner.name=hyperband"],
     "cell": ["pruner.name=cell"],
+    "gap": ["pruner.name=gap"],
     "as in the YAML": [],
 }
 
