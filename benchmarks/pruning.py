@@ -1,6 +1,8 @@
 """What each pruner saves, and whether it keeps the conclusions.
 
-    python benchmarks/pruning.py [--space search_spaces/quickstart.yaml] [--pruners none,median,...]
+    python benchmarks/pruning.py [--space search_spaces/quickstart.yaml]... [--pruners none,median,...]
+
+`--space` may be given several times: one table per grid, from one command.
 
 Runs the same grid once per pruner, each with Optuna's defaults (plus the pruner the YAML itself
 configures), W&B disabled, fresh journal storage, then compares with the
@@ -101,17 +103,23 @@ def top3(trials: pd.DataFrame, maximize: bool) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "quickstart.yaml")
+    parser.add_argument("--space", type=Path, action="append", help="default: search_spaces/quickstart.yaml")
     parser.add_argument("--pruners", default=",".join(PRUNERS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to ablate run")
     args = parser.parse_args()
     os.environ["WANDB_MODE"] = "disabled"
-    extra = [x for o in args.overrides for x in ("--set", o)]
-    results = {p: run(args.space.resolve(), p, extra) for p in args.pruners.split(",")}
+    sys.stdout.reconfigure(line_buffering=True)  # each table as soon as its grid is done
+    for space in args.space or [ROOT / "search_spaces" / "quickstart.yaml"]:
+        compare(space.resolve(), args.pruners.split(","), args.overrides)
+
+
+def compare(space: Path, pruners: list[str], overrides: list[str]) -> None:
+    extra = [x for o in overrides for x in ("--set", o)]
+    results = {p: run(space, p, extra) for p in ["none", *(p for p in pruners if p != "none")]}
     base, base_time, base_verdict = results["none"]
     best = top3(base, maximize=True)
     base_epochs = int(base["epochs"].sum())
-    print(f"## Pruning on `{args.space.name}` {' '.join(args.overrides)}\n")
+    print(f"## Pruning on `{space.name}` {' '.join(overrides)}\n")
     print(f"Top-3 cells without pruning: {'; '.join(best)}\n")
     print(f"Verdicts without pruning: factors {base_verdict['factors']}, pairs {base_verdict['pairs']}, ")
     print(f"best levels {base_verdict['best']}\n")
@@ -134,6 +142,7 @@ def main() -> None:
             f"| {yes[complete]} | {yes[ranked]} | {yes[same['factors']]} | {yes[same['pairs']]} "
             f"| {yes[same['best']]} | {differ} |"
         )
+    print()
 
 
 def _difference(kind: str, base: Any, found: Any) -> str:
