@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -65,6 +66,9 @@ def verdicts(study: optuna.Study) -> dict:
     return verdict_summary(rows, pairs, best)
 
 
+KEEP: Path | None = None
+
+
 def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float, dict]:
     """Sweep `space` with `pruner` in a fresh folder; return one row per trial and the wall time."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +96,11 @@ def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float
             for t in study.trials
         ]
         found = verdicts(study)
+        if KEEP:  # the study, to re-read its verdicts without training again
+            KEEP.mkdir(parents=True, exist_ok=True)
+            shutil.copy(
+                Path(tmp) / "runs" / "ablate.journal", KEEP / f"{space.stem}-{pruner.replace(' ', '_')}.journal"
+            )
         os.chdir(ROOT)
     return pd.DataFrame(rows), elapsed, found
 
@@ -106,7 +115,10 @@ def main() -> None:
     parser.add_argument("--space", type=Path, action="append", help="default: search_spaces/quickstart.yaml")
     parser.add_argument("--pruners", default=",".join(PRUNERS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to ablate run")
+    parser.add_argument("--keep", type=Path, help="keep each run's journal in this folder")
     args = parser.parse_args()
+    global KEEP
+    KEEP = args.keep.resolve() if args.keep else None
     os.environ["WANDB_MODE"] = "disabled"
     sys.stdout.reconfigure(line_buffering=True)  # each table as soon as its grid is done
     for space in args.space or [ROOT / "search_spaces" / "quickstart.yaml"]:
