@@ -34,9 +34,8 @@ sys.path.insert(0, str(ROOT))
 from ablations import cli  # noqa: E402
 from ablations.config import short_key  # noqa: E402
 from ablations.report.effects_md import pure_error_design  # noqa: E402
-from ablations.report.stats import level_table  # noqa: E402
 from ablations.report.table import history_table, space_of, trials_table  # noqa: E402
-from ablations.report.verdict import factor_verdicts, pair_verdicts, verdict_summary  # noqa: E402
+from ablations.report.verdict import best_levels, factor_verdicts, pair_verdicts, verdict_summary  # noqa: E402
 from ablations.study import open_storage  # noqa: E402
 
 PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
@@ -58,19 +57,42 @@ def verdicts(study: optuna.Study) -> dict:
     pure, direction = pure_error_design(space), space["objective"]["direction"]
     _, rows = factor_verdicts(trials, history, list(factors), pure)
     pairs = pair_verdicts(trials, history, list(factors), pure)
-    best = {}
-    for factor, levels in factors.items():
-        others = [f for f in factors if f != factor]
-        table = level_table(trials, factor, levels, direction, others)
-        best[factor] = str(table["level"].iloc[0]) if len(table) else None
+    _, best = best_levels(trials, history, factors, direction)
     return verdict_summary(rows, pairs, best)
 
 
-KEEP: Path | None = None
+KEEP: Path | None = None  # --keep: each run's journal is copied here
+REUSE: Path | None = None  # --reuse: a journal found here is read instead of training again
+
+
+def summarize(study: optuna.Study) -> tuple[pd.DataFrame, dict]:
+    rows = [
+        {
+            "cell": " ".join(f"{k}={v}" for k, v in t.user_attrs["cell"].items()),
+            "seed": t.user_attrs["seed"],
+            "outcome": t.user_attrs["outcome"],
+            "epochs": t.user_attrs["epochs_run"],
+            "objective": t.value,
+            "wall_time": t.user_attrs.get("wall_time", 0.0),
+        }
+        for t in study.trials
+    ]
+    return pd.DataFrame(rows), verdicts(study)
+
+
+def load(journal: Path) -> optuna.Study:
+    storage = open_storage(str(journal))
+    name = optuna.get_all_study_summaries(storage)[0].study_name
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float, dict]:
-    """Sweep `space` with `pruner` in a fresh folder; return one row per trial and the wall time."""
+    """Sweep `space` with `pruner` in a fresh folder; return one row per trial, the wall time (with
+    --reuse: the trials' summed training time) and the report's verdicts."""
+    name = f"{space.stem}-{pruner.replace(' ', '_')}.journal"
+    if REUSE and (REUSE / name).is_file():
+        trials, found = summarize(load(REUSE / name))
+        return trials, float(trials["wall_time"].sum()), found
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         pruner_args = [x for setting in PRUNERS[pruner] for x in ("--set", setting)]
@@ -83,26 +105,12 @@ def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float
             if exit_.code:
                 raise
         elapsed = time.perf_counter() - start
-        name = optuna.get_all_study_summaries(open_storage(None))[0].study_name
-        study = optuna.load_study(study_name=name, storage=open_storage(None))
-        rows = [
-            {
-                "cell": " ".join(f"{k}={v}" for k, v in t.user_attrs["cell"].items()),
-                "seed": t.user_attrs["seed"],
-                "outcome": t.user_attrs["outcome"],
-                "epochs": t.user_attrs["epochs_run"],
-                "objective": t.value,
-            }
-            for t in study.trials
-        ]
-        found = verdicts(study)
-        if KEEP:  # the study, to re-read its verdicts without training again
+        trials, found = summarize(load(Path(tmp) / "runs" / "ablate.journal"))
+        if KEEP:
             KEEP.mkdir(parents=True, exist_ok=True)
-            shutil.copy(
-                Path(tmp) / "runs" / "ablate.journal", KEEP / f"{space.stem}-{pruner.replace(' ', '_')}.journal"
-            )
+            shutil.copy(Path(tmp) / "runs" / "ablate.journal", KEEP / name)
         os.chdir(ROOT)
-    return pd.DataFrame(rows), elapsed, found
+    return trials, elapsed, found
 
 
 def top3(trials: pd.DataFrame, maximize: bool) -> list[str]:
@@ -116,9 +124,11 @@ def main() -> None:
     parser.add_argument("--pruners", default=",".join(PRUNERS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to ablate run")
     parser.add_argument("--keep", type=Path, help="keep each run's journal in this folder")
+    parser.add_argument("--reuse", type=Path, help="read the journals kept in this folder instead of training")
     args = parser.parse_args()
-    global KEEP
+    global KEEP, REUSE
     KEEP = args.keep.resolve() if args.keep else None
+    REUSE = args.reuse.resolve() if args.reuse else None
     os.environ["WANDB_MODE"] = "disabled"
     sys.stdout.reconfigure(line_buffering=True)  # each table as soon as its grid is done
     for space in args.space or [ROOT / "search_spaces" / "quickstart.yaml"]:

@@ -25,7 +25,7 @@ from ablations.report.divergence import (
 )
 from ablations.report.figures import curve_table
 from ablations.report.stats import level_table
-from ablations.report.verdict import factor_verdicts, pair_verdicts
+from ablations.report.verdict import best_levels, factor_verdicts, pair_verdicts
 
 LEVELS = {"a": ["x", "y", "z"], "b": ["u", "v", "w"], "c": ["p", "q"]}
 
@@ -211,11 +211,7 @@ def test_pruned_study_reaches_the_verdicts_of_the_unpruned_one():
         trials, history = curves_study(prune)
         factors = ["norm", "init", "act"]
         budget, rows = factor_verdicts(trials, history, factors, pure=True)
-        others = {f: [o for o in factors if o != f] for f in factors}
-        best = {
-            f: level_table(trials, f, sorted(trials[f].unique()), "maximize", others[f]).iloc[0]["level"]
-            for f in factors
-        }
+        _, best = best_levels(trials, history, {f: sorted(trials[f].unique()) for f in factors}, "maximize")
         verdicts[prune] = (sorted(rows.loc[rows["matters"], "factor"]), {f: best[f] for f in ("norm", "init")})
         assert budget == (3 if prune else None)
     assert verdicts[True] == verdicts[False] == (["init", "norm"], {"norm": "batch", "init": "kaiming"})
