@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from ablations.cell_pruner import CellPruner
+from ablations.cell_pruner import CellPruner, GapPruner
 from ablations.registry import Registry
 
 PRUNERS: Registry = Registry("pruner")
@@ -25,6 +25,8 @@ PRUNERS.register("successive_halving")(optuna.pruners.SuccessiveHalvingPruner)
 PRUNERS.register("hyperband")(optuna.pruners.HyperbandPruner)
 # Per-cell percentile rule: seeds are replicates, a cell is kept or stopped as a whole.
 PRUNERS.register("cell")(CellPruner)
+# Per-cell test against the best cell: stop only what is clearly and confidently worse.
+PRUNERS.register("gap")(GapPruner)
 
 
 def check_pruner_args(name: str, args: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """What each pruner saves, and whether it keeps the conclusions.
 
-    python benchmarks/pruning.py [--space search_spaces/quickstart.yaml] [--pruners none,median,...]
+    python benchmarks/pruning.py [--space search_spaces/quickstart.yaml]... [--pruners none,median,...]
+
+`--space` may be given several times: one table per grid, from one command.
 
 Runs the same grid once per pruner, each with Optuna's defaults (plus the pruner the YAML itself
 configures), W&B disabled, fresh journal storage, then compares with the
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,9 +34,8 @@ sys.path.insert(0, str(ROOT))
 from ablations import cli  # noqa: E402
 from ablations.config import short_key  # noqa: E402
 from ablations.report.effects_md import pure_error_design  # noqa: E402
-from ablations.report.stats import level_table  # noqa: E402
 from ablations.report.table import history_table, space_of, trials_table  # noqa: E402
-from ablations.report.verdict import factor_verdicts, pair_verdicts, verdict_summary  # noqa: E402
+from ablations.report.verdict import best_levels, factor_verdicts, pair_verdicts, verdict_summary  # noqa: E402
 from ablations.study import open_storage  # noqa: E402
 
 PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
@@ -43,6 +45,7 @@ PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
     "successive_halving": ["pruner.name=successive_halving"],
     "hyperband": ["pruner.name=hyperband"],
     "cell": ["pruner.name=cell"],
+    "gap": ["pruner.name=gap"],
     "as in the YAML": [],
 }
 
@@ -54,16 +57,42 @@ def verdicts(study: optuna.Study) -> dict:
     pure, direction = pure_error_design(space), space["objective"]["direction"]
     _, rows = factor_verdicts(trials, history, list(factors), pure)
     pairs = pair_verdicts(trials, history, list(factors), pure)
-    best = {}
-    for factor, levels in factors.items():
-        others = [f for f in factors if f != factor]
-        table = level_table(trials, factor, levels, direction, others)
-        best[factor] = str(table["level"].iloc[0]) if len(table) else None
+    _, best = best_levels(trials, history, factors, direction)
     return verdict_summary(rows, pairs, best)
 
 
+KEEP: Path | None = None  # --keep: each run's journal is copied here
+REUSE: Path | None = None  # --reuse: a journal found here is read instead of training again
+
+
+def summarize(study: optuna.Study) -> tuple[pd.DataFrame, dict]:
+    rows = [
+        {
+            "cell": " ".join(f"{k}={v}" for k, v in t.user_attrs["cell"].items()),
+            "seed": t.user_attrs["seed"],
+            "outcome": t.user_attrs["outcome"],
+            "epochs": t.user_attrs["epochs_run"],
+            "objective": t.value,
+            "wall_time": t.user_attrs.get("wall_time", 0.0),
+        }
+        for t in study.trials
+    ]
+    return pd.DataFrame(rows), verdicts(study)
+
+
+def load(journal: Path) -> optuna.Study:
+    storage = open_storage(str(journal))
+    name = optuna.get_all_study_summaries(storage)[0].study_name
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float, dict]:
-    """Sweep `space` with `pruner` in a fresh folder; return one row per trial and the wall time."""
+    """Sweep `space` with `pruner` in a fresh folder; return one row per trial, the wall time (with
+    --reuse: the trials' summed training time) and the report's verdicts."""
+    name = f"{space.stem}-{pruner.replace(' ', '_')}.journal"
+    if REUSE and (REUSE / name).is_file():
+        trials, found = summarize(load(REUSE / name))
+        return trials, float(trials["wall_time"].sum()), found
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         pruner_args = [x for setting in PRUNERS[pruner] for x in ("--set", setting)]
@@ -76,21 +105,12 @@ def run(space: Path, pruner: str, extra: list[str]) -> tuple[pd.DataFrame, float
             if exit_.code:
                 raise
         elapsed = time.perf_counter() - start
-        name = optuna.get_all_study_summaries(open_storage(None))[0].study_name
-        study = optuna.load_study(study_name=name, storage=open_storage(None))
-        rows = [
-            {
-                "cell": " ".join(f"{k}={v}" for k, v in t.user_attrs["cell"].items()),
-                "seed": t.user_attrs["seed"],
-                "outcome": t.user_attrs["outcome"],
-                "epochs": t.user_attrs["epochs_run"],
-                "objective": t.value,
-            }
-            for t in study.trials
-        ]
-        found = verdicts(study)
+        trials, found = summarize(load(Path(tmp) / "runs" / "ablate.journal"))
+        if KEEP:
+            KEEP.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(tmp) / "runs" / "ablate.journal", KEEP / name)
         os.chdir(ROOT)
-    return pd.DataFrame(rows), elapsed, found
+    return trials, elapsed, found
 
 
 def top3(trials: pd.DataFrame, maximize: bool) -> list[str]:
@@ -100,17 +120,28 @@ def top3(trials: pd.DataFrame, maximize: bool) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "quickstart.yaml")
+    parser.add_argument("--space", type=Path, action="append", help="default: search_spaces/quickstart.yaml")
     parser.add_argument("--pruners", default=",".join(PRUNERS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to ablate run")
+    parser.add_argument("--keep", type=Path, help="keep each run's journal in this folder")
+    parser.add_argument("--reuse", type=Path, help="read the journals kept in this folder instead of training")
     args = parser.parse_args()
+    global KEEP, REUSE
+    KEEP = args.keep.resolve() if args.keep else None
+    REUSE = args.reuse.resolve() if args.reuse else None
     os.environ["WANDB_MODE"] = "disabled"
-    extra = [x for o in args.overrides for x in ("--set", o)]
-    results = {p: run(args.space.resolve(), p, extra) for p in args.pruners.split(",")}
+    sys.stdout.reconfigure(line_buffering=True)  # each table as soon as its grid is done
+    for space in args.space or [ROOT / "search_spaces" / "quickstart.yaml"]:
+        compare(space.resolve(), args.pruners.split(","), args.overrides)
+
+
+def compare(space: Path, pruners: list[str], overrides: list[str]) -> None:
+    extra = [x for o in overrides for x in ("--set", o)]
+    results = {p: run(space, p, extra) for p in ["none", *(p for p in pruners if p != "none")]}
     base, base_time, base_verdict = results["none"]
     best = top3(base, maximize=True)
     base_epochs = int(base["epochs"].sum())
-    print(f"## Pruning on `{args.space.name}` {' '.join(args.overrides)}\n")
+    print(f"## Pruning on `{space.name}` {' '.join(overrides)}\n")
     print(f"Top-3 cells without pruning: {'; '.join(best)}\n")
     print(f"Verdicts without pruning: factors {base_verdict['factors']}, pairs {base_verdict['pairs']}, ")
     print(f"best levels {base_verdict['best']}\n")
@@ -133,6 +164,7 @@ def main() -> None:
             f"| {yes[complete]} | {yes[ranked]} | {yes[same['factors']]} | {yes[same['pairs']]} "
             f"| {yes[same['best']]} | {differ} |"
         )
+    print()
 
 
 def _difference(kind: str, base: Any, found: Any) -> str:

@@ -49,3 +49,38 @@ def test_replicates_of_a_pruned_cell_skip_the_warm_up():
     assert decide(pruner, study, "weak", low) is True, "a cell already judged weak is stopped at epoch 1"
     assert decide(pruner, study, "fresh", low) is False, "a first seed is protected by the warm-up"
     assert decide(pruner, study, "weak", {1: 0.9}) is False, "a replicate that does well goes on"
+
+
+def gap_study(noise: float) -> optuna.Study:
+    """Three cells with two seeds each at epochs 1-3: best at 0.9, mid at 0.85, weak at 0.5 (epoch 3),
+    seeds spread by `noise` around each cell's mean."""
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction="maximize")
+    for cell, top in (("best", 0.9), ("mid", 0.85), ("weak", 0.5)):
+        for seed, spread in enumerate((-noise, noise)):
+            values = {step: top * step / 3 + spread for step in (1, 2, 3)}
+            study.add_trial(
+                create_trial(
+                    state=TrialState.PRUNED,
+                    intermediate_values=values,
+                    user_attrs={"cell_id": cell, "seed": seed, "key": f"{cell}/{seed}"},
+                )
+            )
+    return study
+
+
+def test_gap_pruner_stops_only_what_is_clearly_and_confidently_worse():
+    from ablations.cell_pruner import GapPruner
+
+    pruner = GapPruner(min_delta=0.1, z=2.0, n_warmup_steps=2, n_startup_cells=3)
+    quiet = gap_study(noise=0.01)
+    # A new cell 0.3 below the best at epoch 3: clear (> 0.1) and far beyond seed noise.
+    assert decide(pruner, quiet, "new", {1: 0.2, 2: 0.4, 3: 0.6}) is True
+    # 0.05 below the best: within min_delta, kept however small the noise.
+    assert decide(pruner, quiet, "close", {1: 0.2, 2: 0.5, 3: 0.85}) is False
+    # Warm-up: at epoch 1 nothing is judged, even a hopeless cell.
+    assert decide(pruner, quiet, "slow", {1: 0.0}) is False
+    # With noisy seeds (sd ~0.28) a gap of 0.3 is not confidently worse: kept.
+    noisy = gap_study(noise=0.2)
+    assert decide(pruner, noisy, "new", {1: 0.2, 2: 0.4, 3: 0.6}) is False
+    # A replicate of a cell already pruned is judged from its first epoch.
+    assert decide(pruner, quiet, "weak", {1: 0.0}) is True

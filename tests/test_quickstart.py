@@ -7,6 +7,7 @@ import re
 from collections import Counter
 
 import optuna
+import pandas as pd
 import yaml
 from markdown_it import MarkdownIt
 
@@ -49,6 +50,17 @@ def test_quickstart_sweep_report_and_resume(ablate, tmp_path):
     assert "norm=batch" in markdown and "| none" in markdown
     tests = markdown.split("## Which factors matter")[1].split("\n## ")[0]
     assert "| norm " in tests and "**yes**" in tests, "the planted-by-nature norm effect is called"
+
+    # No survivorship jump in the learning curves: each point averages only the trials alive at
+    # its epoch, n per point is recorded and falls where the pruner stopped trials, and the caption says so.
+    curves = pd.read_csv(report_dir / "curves.csv")
+    history = pd.read_csv(report_dir / "history.csv")
+    alive = history[history["objective"].notna()].groupby(["norm", "epoch"]).size()
+    norm = curves[curves["factor"] == "norm"].set_index(["level", "epoch"])["n"]
+    assert all(norm[key] == count for key, count in alive.items())
+    assert norm[("none", 1)] == 27 and norm[("none", 12)] < 27
+    assert "only trials alive at an epoch enter its point" in markdown.lower()
+    assert curves["q75"].max() <= 1.0
 
     # The best cell is a runnable search space; --format html inlines every image.
     best = validate_space(yaml.safe_load((report_dir / "best.yaml").read_text()))

@@ -15,7 +15,7 @@ from ablations.report.importance import fanova_importance
 from ablations.report.oat import ablation_table
 from ablations.report.stats import level_table, scored
 from ablations.report.text import DASH, fmt, intervals, pvalue, table
-from ablations.report.verdict import budget_frame, factor_verdicts, pair_verdicts
+from ablations.report.verdict import best_levels, budget_frame, factor_verdicts, pair_verdicts
 
 Factors = dict[str, list[Any]]
 
@@ -67,6 +67,7 @@ def _factor_tests(
     budget, tests = factor_verdicts(trials, history, list(factors), pure)
     if tests.empty:
         return []
+    _, best = best_levels(trials, history, factors, direction)
     importance = fanova_importance(trials, factors, direction)
     eta = tests["eta2_metric"] if "eta2_metric" in tests else pd.Series([math.nan] * len(tests))
     out = pd.DataFrame(
@@ -76,6 +77,7 @@ def _factor_tests(
             **_tests_columns(tests, budget),
             "partial η²": [DASH if math.isnan(e) else f"{e:.3f}" for e in eta],
             "matters": [f"**yes** ({w})" if m else "no" for m, w in zip(tests["matters"], tests["why"], strict=True)],
+            "best level": [str(best.get(f, DASH)) for f in tests["factor"]],
             "fANOVA importance": [f"{importance[f]:.3f}" if f in importance else DASH for f in tests["factor"]],
         }
     )
@@ -103,7 +105,14 @@ def _factor_tests(
         "so it stays finite under complete separation (e.g. 6/9 vs 0/9), and it holds its level better than the "
         "likelihood ratio at small counts. All p-values of this table are one family, "
         "adjusted by Holm's method; `yes` means an adjusted p < 0.05, and says which test carried it. Partial η² "
-        "is the metric effect size; rows are ranked by it. Optuna's fANOVA importance (completed trials, a random "
+        "is the metric effect size; rows are ranked by it. `best level` is the top of the factor's level table "
+        "(least-squares means, never a level whose trials mostly broke)"
+        + (
+            f", read at epoch {budget} where every trial is observed: the finished trials are the pruner's survivors"
+            if budget is not None
+            else ""
+        )
+        + ". Optuna's fANOVA importance (completed trials, a random "
         "forest) is a cross-check of the metric ranking.",
         "",
         table(out),

@@ -27,7 +27,7 @@ import pandas as pd
 from ablations.report.anova import ALPHA, factor_tests, interaction_tests
 from ablations.report.budget import at_budget, common_budget
 from ablations.report.divergence import divergence_interactions, divergence_tests, holm
-from ablations.report.stats import scored
+from ablations.report.stats import level_table, scored
 
 TESTS = {"metric": "metric", "budget": "metric at common budget", "div": "divergence"}
 
@@ -103,10 +103,25 @@ def pair_verdicts(
     return _adjust(table.reset_index(drop=True)) if not table.empty else table
 
 
+def best_levels(
+    trials: pd.DataFrame, history: pd.DataFrame | None, factors: dict[str, list[Any]], direction: str
+) -> tuple[int | None, dict[str, Any]]:
+    """Each factor's best level: the top of its level table (least-squares means; never a level
+    that mostly broke). When trials were pruned, the finished trials are the pruner's survivors, so
+    the table is read at the common budget, where every trial is observed; returns that epoch too."""
+    budget, _ = budget_frame(trials, history)
+    table = trials if budget is None else at_budget(trials, history, budget)
+    best = {}
+    for factor, levels in factors.items():
+        ranked = level_table(table, factor, levels, direction, [f for f in factors if f != factor])
+        best[factor] = ranked["level"].iloc[0] if len(ranked) and ranked["n"].iloc[0] > 0 else None
+    return budget, best
+
+
 def verdict_summary(factor_rows: pd.DataFrame, pair_rows: pd.DataFrame, best: dict[str, Any]) -> dict[str, Any]:
     """The report's conclusions as plain data: significant factors, pairs and each significant
     factor's best level (benchmarks compare these between a pruned and an unpruned run)."""
     factors = sorted(factor_rows.loc[factor_rows["matters"], "factor"]) if len(factor_rows) else []
     hits = pair_rows.loc[pair_rows["matters"], ["a", "b"]] if len(pair_rows) else pd.DataFrame(columns=["a", "b"])
     pairs = sorted(f"{a} x {b}" for a, b in hits.itertuples(index=False))
-    return {"factors": factors, "pairs": pairs, "best": {f: best.get(f) for f in factors}}
+    return {"factors": factors, "pairs": pairs, "best": {f: str(best.get(f)) for f in factors}}
