@@ -117,6 +117,13 @@ class WandbTracker:
             self.mode, self.project, self.directory, self.storage, self.timeout, self.breaker, self.offline_dirs
         )
 
+    def gave_up(self) -> None:
+        """The trial stopped waiting for this tracker's calls after `timeout` seconds."""
+        if self._run_mode == "online":
+            self.breaker.trip(f"no answer within {self.timeout:.0f}s")
+        else:  # a busy machine or disk; the run is still written, by the thread left behind
+            log.warning("W&B took over %.0fs to write a run offline; the trial goes on without waiting", self.timeout)
+
     def _failed(self, what: str, err: Exception) -> None:
         if self._run_mode == "online":
             self.breaker.trip(f"{what}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
@@ -234,7 +241,7 @@ class BackgroundTracker:
             return reply.get(timeout=self.inner.timeout)
         except queue.Empty:
             stuck = self.inner
-            stuck.breaker.trip(f"no answer within {stuck.timeout:.0f}s")
+            stuck.gave_up()
             self.inner = stuck.successor()
             self._calls = self._start_thread(self.inner)
             return None

@@ -29,6 +29,7 @@ BENCHMARKS = [
     ("pruning.py", "", LARGE, LARGE),
     ("data_pipeline.py", "Input pipeline", ["--size", "8000", "--repeats", "2"], []),
     ("diagnostics_overhead.py", "Diagnostics overhead", ["--repeats", "3"], []),
+    ("wandb_outage.py", "", [], []),
 ]
 # Everything after this line in BENCHMARKS.md is written by hand (what the figures mean, which
 # targets are met, what bounds the others) and is kept when the figures are regenerated.

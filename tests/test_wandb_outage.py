@@ -21,6 +21,7 @@ TIMEOUT = 4.0  # ABLATE_WANDB_TIMEOUT for these tests
 # What an outage may add beyond the one timeout: W&B's import and service start-up, its shutdown,
 # and the offline runs' own writing (all measured at 2-5 s on a busy 2-core machine).
 SLACK = 12.0
+SWEEP = space_text(seeds=1, epochs=3)  # 4 trials
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def black_hole() -> Iterator[str]:
 
 
 def timed_sweep(folder: Path, space: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, str, str]:
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     (folder / "space.yaml").write_text(space)
     began = time.monotonic()
     code, out, err = finish(start("run", "space.yaml", "--no-report", *args, cwd=folder, env=env))
@@ -62,20 +63,24 @@ def timed_sweep(folder: Path, space: str, *args: str, env: dict[str, str] | None
     return time.monotonic() - began, out, err
 
 
+@pytest.fixture(scope="module")
+def disabled_seconds(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """The same sweep with W&B disabled: what an outage is compared with."""
+    return timed_sweep(tmp_path_factory.mktemp("disabled"), SWEEP, "--wandb", "disabled")[0]
+
+
 @pytest.mark.parametrize("server", ["refusing", "black_hole"])
 def test_an_unreachable_wandb_costs_one_bounded_timeout_and_every_run_is_kept_offline(
-    tmp_path, server, request, monkeypatch
+    tmp_path, server, request, monkeypatch, disabled_seconds
 ):
     url = request.getfixturevalue(server)
-    space = space_text(seeds=1, epochs=3)
-    disabled, _, _ = timed_sweep(tmp_path / "disabled", space, "--wandb", "disabled")
     env = {
         "WANDB_MODE": "online",
         "WANDB_BASE_URL": url,
         "WANDB_API_KEY": "f" * 40,  # a key, so that W&B really tries to go online
         "ABLATE_WANDB_TIMEOUT": str(TIMEOUT),
     }
-    outage, out, err = timed_sweep(tmp_path / "outage", space, "--wandb", "online", env=env)
+    outage, out, err = timed_sweep(tmp_path / "outage", SWEEP, "--wandb", "online", env=env)
 
     runs = tmp_path / "outage" / "runs" / "wandb"
     assert len(list(runs.glob("run-*"))) == 1, "one online attempt, then offline for the rest of the sweep"
@@ -86,7 +91,7 @@ def test_an_unreachable_wandb_costs_one_bounded_timeout_and_every_run_is_kept_of
     trials = assert_exactly_once("tiny", 4)
     assert {Path(t.user_attrs["wandb_run"]) for t in trials if t.state == TrialState.COMPLETE} == set(offline)
     assert f"wandb sync {Path('runs') / 'wandb'}/offline-run-*" in out
-    assert outage < 1.5 * disabled + TIMEOUT + SLACK, (outage, disabled)
+    assert outage < 1.5 * disabled_seconds + TIMEOUT + SLACK, (outage, disabled_seconds)
 
 
 def test_workers_that_find_wandb_unreachable_write_offline_and_the_supervisor_says_how_to_sync(tmp_path, refusing):

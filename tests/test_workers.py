@@ -94,6 +94,23 @@ def test_only_a_worker_started_by_a_supervisor_asks_to_be_stopped_when_its_paren
     assert int(shown.stdout) == (signal.SIGTERM if supervised else 0)
 
 
+def test_the_portable_fallback_stops_a_worker_whose_parent_was_sigkilled(tmp_path):
+    # Where there is no PR_SET_PDEATHSIG: the worker notices that it was adopted, and stops itself.
+    worker = (
+        "import os, signal, sys; from pathlib import Path; from ablations.workers import _watch_parent; "
+        "signal.signal(signal.SIGTERM, lambda *_: (Path('stopped').write_text('SIGTERM'), os._exit(0))); "
+        "Path('ready').touch(); _watch_parent(os.getppid(), poll_seconds=0.05)"
+    )
+    parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(600)"
+    supervisor = subprocess.Popen([sys.executable, "-c", parent], cwd=tmp_path)
+    wait_for("the worker to start", lambda: (tmp_path / "ready").exists())
+    assert not (tmp_path / "stopped").exists()
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait()
+    wait_for("the worker to stop itself", lambda: (tmp_path / "stopped").exists(), deadline=30)
+    assert (tmp_path / "stopped").read_text() == "SIGTERM"
+
+
 def test_sigint_mid_sweep_stops_cleanly_and_the_same_command_resumes(tmp_path):
     space = write(tmp_path, space_text(seeds=3, epochs=10, batch=16))
     command = ("run", str(space), "--workers", "2", "--no-report")
