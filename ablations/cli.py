@@ -209,9 +209,9 @@ def report(study_names: tuple[str, ...], storage: str | None, reports_dir: Path,
     opened = open_storage(storage)
     studies = [load_existing(opened, name, storage) for name in study_names]
     if len(studies) == 1:
-        from ablations.report import write_report
+        from ablations.dashboard import write_study_report
 
-        console.print(f"report: {write_report(studies[0], reports_dir / study_names[0], html=fmt == 'html')}")
+        console.print(f"report: {write_study_report(studies[0], reports_dir, html=fmt == 'html')}")
         return
     from ablations.report.compare import write_comparison
 

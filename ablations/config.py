@@ -115,6 +115,10 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
+        if self.name == "image_folder" and not self.path:
+            raise ValueError("image_folder needs data.path, a folder with one subfolder of images per class")
+        if self.normalize != "standard" and self.in_memory:
+            return self  # the checks below read the dataset's source, which loads the data code (torch)
         DATASETS = _datasets()  # noqa: N806 - the table, named as everywhere else
         source = DATASETS[self.name]
         if self.normalize == "standard" and source.standard is None:
@@ -123,8 +127,6 @@ class DataConfig(Strict):
                 f"normalize: standard: {self.name} has no standard constants (those that do: "
                 f"{', '.join(with_constants)}); use normalize: train"
             )
-        if self.name == "image_folder" and not self.path:
-            raise ValueError("image_folder needs data.path, a folder with one subfolder of images per class")
         if not self.in_memory and source.stream is None:
             raise ValueError(f"in_memory: false streams image folders only; {self.name} is always held in memory")
         return self
@@ -172,7 +174,7 @@ class TrainConfig(Strict):
 class TrialConfig(Strict):
     """Everything one trial needs: the base config with one cell's levels filled in."""
 
-    data: DataConfig = Field(default_factory=DataConfig)  # built when needed: its check imports the data code
+    data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
@@ -263,7 +265,7 @@ class SpaceConfig(Strict):
     design: DesignConfig = DesignConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     pruner: PrunerConfig = PrunerConfig()
-    data: DataConfig = Field(default_factory=DataConfig)  # built when needed: its check imports the data code
+    data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     factors: dict[str, list[Any]] = Field(default_factory=dict)
