@@ -76,11 +76,10 @@ def run_trial(
         if probe:
             tracker.log(probe.at_init(), step=0)
         # History and diagnostics reach the storage once, when the trial ends (see _finish): a
-        # trial killed before that is re-run from scratch. Each epoch writes one number, for
-        # whoever watches a running trial.
+        # trial killed before that is re-run from scratch. Each epoch writes one number, the
+        # objective (`trial.report`), for the pruner and for whoever watches a running trial.
         for record in fit(model, data, config.train, task.seed):
             history.append(record.metrics())
-            trial.set_user_attr("epochs_run", len(history))
             # Diagnostics go to the tracker and their own attribute, not the compact history.
             per_layer = probe.after_epoch() if probe else {}
             tracker.log(record.metrics() | per_layer, step=record.epoch)

@@ -46,3 +46,9 @@ def test_status_and_report_answer_from_the_storage_alone(ablate, write_space, tm
     missing, modules = imported_by("report", "nope", cwd=str(tmp_path))
     assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
     assert not modules & HEAVY, modules & HEAVY
+
+
+def test_check_of_a_digits_space_needs_torch_but_not_torchvision(write_space, tmp_path):
+    result, modules = imported_by("check", str(write_space(TINY_SPACE)), cwd=str(tmp_path))
+    assert result.returncode == 0 and "trials: 8" in result.stdout, result.stderr[-2000:]
+    assert "torch" in modules and "torchvision" not in modules
