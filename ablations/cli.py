@@ -2,7 +2,7 @@
 (one line naming the problem and the fix), 1 a runtime failure, 130 interrupted.
 
 Each command imports what it needs when it runs: `--help`, `status` and the parsing of any
-command start without torch, pandas or matplotlib (tests/test_cli_fast.py holds this)."""
+command start without torch, pandas or matplotlib (tests/test_cli_imports.py holds this)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from ablations import interrupts
 from ablations.errors import AblationError
 from ablations.tracking import WANDB_MODES
 
-log = logging.getLogger("ablations")
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
