@@ -86,13 +86,13 @@ def make_report(
     """Rebuild REPORTS_DIR/STUDY/report.md (and the tables and figures) from the storage, as
     `ablate report STUDY` does; `format="html"` also writes the self-contained report.html.
     Returns the path of report.md."""
-    from ablations.report import write_report
+    from ablations.dashboard import write_study_report
     from ablations.study import load_existing, open_storage
 
     if format not in ("md", "html"):
         raise AblationError(f"format={format!r}: expected 'md' or 'html'")
     loaded = load_existing(open_storage(storage), study, storage)
-    return write_report(loaded, Path(reports_dir) / study, html=format == "html")
+    return write_study_report(loaded, Path(reports_dir), html=format == "html")
 
 
 def _call_text(space: Any, overrides: list[str], options: SweepOptions) -> str:

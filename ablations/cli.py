@@ -2,7 +2,7 @@
 (one line naming the problem and the fix), 1 a runtime failure, 130 interrupted.
 
 Each command imports what it needs when it runs: `--help`, `status` and the parsing of any
-command start without torch, pandas or matplotlib (tests/test_cli_fast.py holds this)."""
+command start without torch, pandas or matplotlib (tests/test_cli_imports.py holds this)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from ablations import interrupts
 from ablations.errors import AblationError
 from ablations.tracking import WANDB_MODES
 
-log = logging.getLogger("ablations")
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
@@ -211,9 +210,9 @@ def report(study_names: tuple[str, ...], storage: str | None, reports_dir: Path,
     opened = open_storage(storage)
     studies = [load_existing(opened, name, storage) for name in study_names]
     if len(studies) == 1:
-        from ablations.report import write_report
+        from ablations.dashboard import write_study_report
 
-        console.print(f"report: {write_report(studies[0], reports_dir / study_names[0], html=fmt == 'html')}")
+        console.print(f"report: {write_study_report(studies[0], reports_dir, html=fmt == 'html')}")
         return
     from ablations.report.compare import write_comparison
 

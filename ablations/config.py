@@ -152,10 +152,15 @@ class DataConfig(Section):
     def _consistent(self) -> DataConfig:
         if self.args and not is_import_path(self.name):
             raise ValueError(f"data.args: keyword arguments for your dataset function; {self.name} takes none")
+        if self.name == "image_folder" and not self.path:
+            raise ValueError("image_folder needs data.path, a folder with one subfolder of images per class")
         if is_import_path(self.name):
             if self.normalize == "standard":
                 raise ValueError("normalize: standard: your dataset has no standard constants; use train or none")
             return self
+        augments = bool(self.crop_padding or self.flip or self.cutout)
+        if self.normalize != "standard" and self.in_memory and not augments:
+            return self  # the checks below read the dataset's source, which loads the data code (torch)
         DATASETS = _datasets()  # noqa: N806 - the table, named as everywhere else
         source = DATASETS[self.name]
         if self.normalize == "standard" and source.standard is None:
@@ -164,15 +169,13 @@ class DataConfig(Section):
                 f"normalize: standard: {self.name} has no standard constants (those that do: "
                 f"{', '.join(with_constants)}); use normalize: train"
             )
-        if self.name == "image_folder" and not self.path:
-            raise ValueError("image_folder needs data.path, a folder with one subfolder of images per class")
-        if source.kind == "sequence" and (self.crop_padding or self.flip or self.cutout):
+        if not self.in_memory and source.stream is None:
+            raise ValueError(f"in_memory: false streams image folders only; {self.name} is always held in memory")
+        if source.kind == "sequence" and augments:
             raise ValueError(
                 f"{self.name} holds sequences (steps, features); crop_padding, flip and cutout augment "
                 "images only: set them to 0 / false"
             )
-        if not self.in_memory and source.stream is None:
-            raise ValueError(f"in_memory: false streams image folders only; {self.name} is always held in memory")
         return self
 
 
@@ -296,7 +299,7 @@ ModelConfig.ADDED = ("args", "heads", "ff_mult", "norm_position", "positions", "
 class TrialConfig(Strict):
     """Everything one trial needs: the base config with one cell's levels filled in."""
 
-    data: DataConfig = Field(default_factory=DataConfig)  # built when needed: its check imports the data code
+    data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
@@ -391,7 +394,7 @@ class SpaceConfig(Strict):
     design: DesignConfig = DesignConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     pruner: PrunerConfig = PrunerConfig()
-    data: DataConfig = Field(default_factory=DataConfig)  # built when needed: its check imports the data code
+    data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     factors: dict[str, list[Any]] = Field(default_factory=dict)

@@ -197,8 +197,8 @@ def counts_text(by_outcome: dict[str, int]) -> str:
 
 
 def _write_report(study: optuna.Study, reports_dir: Path, console: Console) -> Path:
-    from ablations.report import write_report as write
+    from ablations.dashboard import write_study_report
 
-    path = write(study, Path(reports_dir) / study.study_name)
+    path = write_study_report(study, reports_dir)
     console.print(f"report: {path}")
     return path

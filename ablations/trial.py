@@ -81,12 +81,12 @@ def run_trial(
             tracker.log(probe.at_init(), step=0)
         stopper, best_weights = _early_stopping(space, config.train.early_stopping), None
         # History and diagnostics reach the storage once, when the trial ends (see _finish): a
-        # trial killed before that is re-run from scratch. Each epoch writes one number, for
-        # whoever watches a running trial. Leaving the `with` closes the loop (pruned, diverged).
+        # trial killed before that is re-run from scratch. Each epoch writes one number, the
+        # objective (`trial.report`), for the pruner and for whoever watches a running trial.
+        # Leaving the `with` closes the loop (pruned, diverged, stopped early).
         with closing(training.records) as records:
             for record in records:
                 history.append(record)
-                trial.set_user_attr("epochs_run", len(history))
                 # Diagnostics go to the tracker and their own attribute, not the compact history.
                 per_layer = probe.after_epoch() if probe else {}
                 tracker.log(record | per_layer, step=int(record["epoch"]))

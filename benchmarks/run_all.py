@@ -30,6 +30,8 @@ BENCHMARKS = [
     ("data_pipeline.py", "Input pipeline", ["--size", "8000", "--repeats", "2"], []),
     ("diagnostics_overhead.py", "Diagnostics overhead", ["--repeats", "3"], []),
     ("wandb_outage.py", "", [], []),
+    ("cli_latency.py", "", ["--repeats", "3"], ["--repeats", "5"]),
+    ("whole_process.py", "", ["--repeats", "3"], ["--repeats", "5"]),
 ]
 # Everything after this line in BENCHMARKS.md is written by hand (what the figures mean, which
 # targets are met, what bounds the others) and is kept when the figures are regenerated.

@@ -32,13 +32,23 @@ def test_help_and_the_parsing_of_every_command_import_nothing_heavy(tmp_path):
         assert not modules & HEAVY, (args, modules & HEAVY)
 
 
-def test_status_answers_from_the_storage_alone(ablate, write_space, tmp_path):
+def test_status_and_report_answer_from_the_storage_alone(ablate, write_space, tmp_path):
     assert ablate("run", str(write_space(TINY_SPACE)), "--no-report").code == 0
     result, modules = imported_by("status", "tiny", cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"complete\s*│\s*8\b", result.stdout), result.stdout
     assert not modules & HEAVY, modules & HEAVY
+    # The report needs pandas, matplotlib and scipy, but not the models: no torch.
+    report, modules = imported_by("report", "tiny", cwd=str(tmp_path))
+    assert report.returncode == 0 and (tmp_path / "reports" / "tiny" / "report.md").is_file(), report.stderr[-2000:]
+    assert not modules & {"torch", "torchvision", "wandb"}, modules & {"torch", "torchvision", "wandb"}
     # A study that is not there is one clear line, still without torch.
     missing, modules = imported_by("report", "nope", cwd=str(tmp_path))
     assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
     assert not modules & HEAVY, modules & HEAVY
+
+
+def test_check_of_a_digits_space_needs_torch_but_not_torchvision(write_space, tmp_path):
+    result, modules = imported_by("check", str(write_space(TINY_SPACE)), cwd=str(tmp_path))
+    assert result.returncode == 0 and "trials: 8" in result.stdout, result.stderr[-2000:]
+    assert "torch" in modules and "torchvision" not in modules

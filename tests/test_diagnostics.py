@@ -133,10 +133,10 @@ class RecordingTracker:
 
 
 def test_sweep_stores_streams_and_reports_the_diagnostics(ablate, write_space, tmp_path, monkeypatch) -> None:
-    import ablations.cli as cli
+    import ablations.launch as launch
 
     tracker = RecordingTracker()
-    monkeypatch.setattr(cli, "make_tracker", lambda *args, **kwargs: tracker)
+    monkeypatch.setattr(launch, "make_tracker", lambda *args, **kwargs: tracker)
     space = write_space(TINY_SPACE)
     assert ablate("run", str(space), "--set", "seeds=1").code == 0
     study = optuna.load_study(study_name="tiny", storage=open_storage(None))

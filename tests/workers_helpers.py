@@ -100,7 +100,7 @@ def assert_exactly_once(name: str, tasks: int, storage: str | None = None) -> li
 def running_mid_trial(name: str, storage: str | None = None) -> optuna.trial.FrozenTrial | None:
     """A RUNNING trial that has trained at least one epoch, and the worker that holds it."""
     for trial in trials_of(name, storage):
-        if trial.state == TrialState.RUNNING and trial.user_attrs.get("epochs_run") and "worker" in trial.user_attrs:
+        if trial.state == TrialState.RUNNING and trial.intermediate_values and "worker" in trial.user_attrs:
             return trial
     return None
 

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, SubsetRandomSampler
-from torchvision import datasets as tv
 
 from ablations.data.augment import Augment
 from ablations.data.datasets import (
@@ -39,6 +38,8 @@ from ablations.data.datasets import (
 )
 
 if TYPE_CHECKING:
+    from torchvision import datasets as tv
+
     from ablations.config import DataConfig
 
 STATS_SAMPLE = 1024  # training images decoded to estimate the normalization of a streamed folder
@@ -68,8 +69,10 @@ def _roots(cfg: DataConfig) -> tuple[Path, Path | None]:
 
 
 def _folder(root: Path, cfg: DataConfig) -> tv.ImageFolder:
+    from torchvision.datasets import ImageFolder  # here, not at the top: torchvision takes seconds to import
+
     try:
-        return tv.ImageFolder(str(root), transform=Decode(cfg.image_size))
+        return ImageFolder(str(root), transform=Decode(cfg.image_size))
     except FileNotFoundError as err:  # no class folders, or a class folder without images
         raise DataMissingError(
             f"data.path={cfg.path}: {err}; put the images of each class in its own subfolder of {root}/"
@@ -88,9 +91,11 @@ def _folders(cfg: DataConfig) -> tuple[tv.ImageFolder, tv.ImageFolder | None]:
 
 
 def _info(cfg: DataConfig) -> tuple[Shape, int]:
+    from torchvision.datasets.folder import find_classes
+
     train_root, _ = _roots(cfg)
     try:
-        classes, _ = tv.folder.find_classes(str(train_root))
+        classes, _ = find_classes(str(train_root))
     except FileNotFoundError as err:
         raise DataMissingError(f"data.path={cfg.path}: {err}; put each class's images in its own subfolder") from None
     return (3, cfg.image_size, cfg.image_size), len(classes)

@@ -7,8 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablations.config import short_key, validate_space
-from ablations.errors import ConfigError
+from ablations.config import DesignConfig, SpaceConfig, short_key
 from ablations.grid import cells_of
 from ablations.report.best import best_section
 from ablations.report.effects_md import effects_sections
@@ -25,11 +24,18 @@ def _duration(seconds: float) -> str:
 
 
 def _cell_count(space: dict[str, Any]) -> int:
-    """Cells in the study's design (a one-at-a-time or random design runs fewer than the product)."""
+    """Cells in the study's design (a one-at-a-time or random design runs fewer than the product).
+    The stored space was validated when the study was created: only its design is rebuilt here,
+    since validating levels again would load the models and datasets (torch) for one number."""
+    design = space.get("design") or "full"
     try:
-        stored = {k: v for k, v in space.items() if k != "study"}  # `study` is the report's own addition
-        return len(cells_of(validate_space(stored)))
-    except ConfigError:  # a space stored by another version: the full product is the best guess
+        stored = SpaceConfig.model_construct(
+            factors=space["factors"],
+            exclude=space.get("exclude") or [],
+            design=DesignConfig.model_validate({"name": design} if isinstance(design, str) else design),
+        )
+        return len(cells_of(stored))
+    except (ValueError, KeyError):  # a space stored by another version: the full product is the best guess
         return math.prod(len(levels) for levels in space["factors"].values())
 
 
