@@ -279,3 +279,26 @@ def test_config_and_report_stay_callable_after_the_suite_modules_of_those_names_
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == "{'a': 1} False False norm"
+
+
+def test_reports_from_several_threads_arrive_whole_and_each_is_answered(tmp_path):
+    from ablations.program import program_records
+
+    script = tmp_path / "threads.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import threading, ablations
+            def work(t):
+                for i in range(50):
+                    assert ablations.report(100 * t + i, val_acc=t, padding=float(i)) is False
+            threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            print("x" * 100_000)  # a long line on stdout changes nothing
+            """
+        )
+    )
+    records = list(program_records(["python", str(script)], {}, "val_acc", tmp_path / "logs" / "threads"))
+    assert sorted(r["epoch"] for r in records) == sorted(100 * t + i for t in range(4) for i in range(50))
+    assert all(r["epoch"] // 100 == r["val_acc"] and r["epoch"] % 100 == r["padding"] for r in records)
