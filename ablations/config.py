@@ -428,12 +428,12 @@ def incompatible_cells(space: SpaceConfig) -> list[tuple[dict[str, Any], dict[st
     whose model makes no sense (models.incompatibilities), whether or not `exclude` drops it.
     Only the model factors are combined: whether a model makes sense depends on nothing else, and
     a random design may sample a grid far too large to list."""
-    if isinstance(space, ProgramSpaceConfig):
-        return []  # the script builds its own model
     keys = [k for k in space.factors if k.startswith("model.")]
     found = []
     for combo in itertools.product(*(space.factors[k] for k in keys)):
         cell = dict(zip(keys, combo, strict=True))
+        if isinstance(space, ProgramSpaceConfig):
+            break  # the script builds its own model: nothing to check
         for rule_keys, reason in incompatibilities(space.trial_config(cell).model):
             found.append((cell, {k: cell[k] for k in rule_keys if k in cell}, reason))
     return found
@@ -441,6 +441,8 @@ def incompatible_cells(space: SpaceConfig) -> list[tuple[dict[str, Any], dict[st
 
 def _check_compatible(space: SpaceConfig, source: str) -> None:
     """Refuse a grid holding a cell that makes no sense unless `exclude` drops it: it could only fail."""
+    if isinstance(space, ProgramSpaceConfig):
+        return  # the script builds its own model
     bad = [(cell, part, reason) for cell, part, reason in incompatible_cells(space) if not space.excluded(cell)]
     if not bad:
         return

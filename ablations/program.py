@@ -25,16 +25,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ablations.client import CHANNEL_ENV, CONFIG_ENV
 from ablations.errors import ConfigError
-
-if TYPE_CHECKING:
-    from ablations.config import ProgramSpaceConfig
-    from ablations.grid import Task
 
 KILL_WAIT_SECONDS = 5.0  # after SIGTERM, before SIGKILL
 POLL_SECONDS = 0.2  # how often a waiting worker looks whether the script is still alive
@@ -70,41 +65,6 @@ def resolve_command(command: list[str]) -> list[str]:
     if command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
     return list(command)
-
-
-@dataclass
-class ProgramTraining:
-    """A script-mode trial's training, shaped like the built-in one: its records, no probe (the
-    suite never sees the script's model), and the test score only if the script reports one."""
-
-    records: Iterator[dict[str, float]]
-    probe: None = None
-
-    @staticmethod
-    def test_acc(last: dict[str, float] | None) -> float | None:
-        return last.get("test_acc") if last else None
-
-
-def program_training(
-    space: ProgramSpaceConfig, task: Task, trial_number: int, study_name: str, device: Any
-) -> ProgramTraining:
-    """Start (lazily: nothing runs until the records are iterated) the program of one trial, with
-    its config, the worker's device and torch's thread budget; logs in runs/logs/<study>/."""
-    import torch
-
-    given = space.trial_config(task.cell.values).model_dump()
-    given.update(seed=task.seed, trial_id=trial_number, study=study_name)
-    log_stem = Path("runs") / "logs" / study_name / f"trial-{trial_number}"
-    records = program_records(
-        space.program,
-        given,
-        space.objective.metric,
-        log_stem,
-        str(device),
-        torch.get_num_threads(),
-        space.program_grace_seconds,
-    )
-    return ProgramTraining(records)
 
 
 def check_program(command: list[str], source: Path | str) -> None:

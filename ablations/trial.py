@@ -7,6 +7,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -159,34 +160,39 @@ def run_program_trial(
 ) -> TrialResult:
     """Script mode (ablations.program): the space's program trains; each of its reports is a
     per-epoch record. Closing the records tells the script to stop (pruned or diverged)."""
-    from ablations.program import program_training
+    from ablations.program import program_records
 
     started = time.perf_counter()
     history: list[dict[str, float]] = []
-    outcome, error, test_acc, metric = "complete", None, None, space.objective.metric
+    outcome, error, metric = "complete", None, space.objective.metric
     tracker.start(name=task.label, group=study.study_name, config=tracker_config(space, task, study.study_name))
+    given = space.trial_config(task.cell.values).model_dump()
+    given.update(seed=task.seed, trial_id=trial.number, study=study.study_name)
+    log_stem = Path("runs") / "logs" / study.study_name / f"trial-{trial.number}"
+    threads, grace = torch.get_num_threads(), space.program_grace_seconds
+    records = program_records(space.program, given, metric, log_stem, str(device), threads, grace)
     try:
         suggest_factors(trial, space, task)
-        training = program_training(space, task, trial.number, study.study_name, device)
-        with contextlib.closing(training.records) as records:
+        trial.set_user_attr("program_log", str(log_stem))
+        with contextlib.closing(records):
             for record in records:
                 history.append(record)
                 trial.set_user_attr("epochs_run", len(history))
                 tracker.log(record, step=int(record["epoch"]))
-                if not all(math.isfinite(v) for k, v in record.items() if k == metric or k.endswith("loss")):
+                losses = [v for k, v in record.items() if k == metric or k.endswith("loss")]
+                if not all(math.isfinite(v) for v in losses):
                     outcome = "diverged"
                     break
                 trial.report(record[metric], int(record["epoch"]))
                 if trial.should_prune():
                     outcome = "pruned"
                     break
-        if outcome == "complete":
-            test_acc = training.test_acc(history[-1] if history else None)
     except KeyboardInterrupt:
         interrupted = "interrupted; the next run re-runs this cell"
         _finish(study, trial, tracker, space, history, "failed", None, interrupted, started)
         raise
     except Exception as err:  # noqa: BLE001 - a failed trial is recorded and the sweep goes on
         outcome, error = "failed", f"{type(err).__name__}: {err}"
+    test_acc = history[-1].get("test_acc") if outcome == "complete" and history else None
     objective = _finish(study, trial, tracker, space, history, outcome, test_acc, error, started)
     return TrialResult(task, outcome, len(history), objective, test_acc, error)
