@@ -646,6 +646,8 @@ def incompatible_cells(space: SpaceConfig) -> list[tuple[dict[str, Any], dict[st
     found = []
     for combo in itertools.product(*(space.factors[k] for k in keys)):
         cell = dict(zip(keys, combo, strict=True))
+        if isinstance(space, ProgramSpaceConfig):
+            break  # the script builds its own model: nothing to check
         for rule_keys, reason in incompatibilities(space.trial_config(cell).model):
             found.append((cell, {k: cell[k] for k in rule_keys if k in cell}, reason))
     return found

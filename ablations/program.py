@@ -237,7 +237,7 @@ def _kill_group(process: subprocess.Popen[bytes], signum: int) -> None:
 def _describe_exit(code: int, err_path: Path) -> str:
     how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
     tail = _tail(err_path)
-    return f"the program {how}" + (f"; stderr ends with:\n{tail}" if tail else " (its stderr is empty)")
+    return f"the program {how} (log: {err_path})" + (f"; stderr ends with:\n{tail}" if tail else "; stderr is empty")
 
 
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES, max_bytes: int = 8192) -> str:

@@ -61,6 +61,10 @@ def of_trial(tmp_path: Path, trial: optuna.trial.FrozenTrial) -> dict[str, str]:
     return {e: d for t, e, d in events(tmp_path) if t == str(trial.number)}
 
 
+def log_of(trial: optuna.trial.FrozenTrial, suffix: str) -> str:
+    return (Path("runs") / "logs" / "prog" / f"trial-{trial.number}{suffix}").read_text()
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for a reaper counts as dead)."""
     try:
@@ -84,9 +88,10 @@ def test_script_sweep_prunes_fails_one_level_and_reruns_only_the_failed_cells(ab
         history = trial.user_attrs.get("history", [])
         if trial.user_attrs["cell"]["model.act"] == "broken":
             error = trial.user_attrs["error"]
-            assert "exited with status 1" in error and "mat1 and mat2 shapes cannot be multiplied" in error, error
+            assert f"exited with status 1 (log: runs/logs/prog/trial-{trial.number}.err)" in error
+            assert "mat1 and mat2 shapes cannot be multiplied" in error, error
             assert trial.state == optuna.trial.TrialState.FAIL and not history
-            assert "building the model" in Path(trial.user_attrs["program_log"] + ".out").read_text()
+            assert "building the model" in log_of(trial, ".out")
         elif trial.user_attrs["outcome"] == "pruned":
             # The script saw report() return True at the epoch the pruner stopped it, and exited.
             assert int(seen["pruned"]) == len(history) < 3 and "finished" not in seen
@@ -138,7 +143,7 @@ def test_a_script_that_ignores_pruning_is_stopped_with_its_forked_children(ablat
         seen = of_trial(tmp_path, trial)
         assert seen["child-refused"].startswith("ablations.report()_called_in_process")
         assert not alive(int(seen["child"]))
-        out = Path(trial.user_attrs["program_log"] + ".out").read_text()
+        out = log_of(trial, ".out")
         assert out.count("epoch 1 batch") == 200  # all of stdout is in the log, and none of it was parsed
     complete = [t for t in done if t.user_attrs["outcome"] == "complete"]
     assert complete and all(len(t.user_attrs["history"]) == 3 for t in complete)
@@ -154,7 +159,7 @@ def test_a_report_without_the_objective_metric_fails_the_trial_and_names_it(abla
     )
     # The script's report() raised that message too, so the script ended at its first report.
     assert "finished" not in of_trial(tmp_path, trial)
-    assert "has no 'accuracy'" in Path(trial.user_attrs["program_log"] + ".err").read_text()
+    assert "has no 'accuracy'" in log_of(trial, ".err")
 
 
 def test_nan_objective_is_diverged_and_the_script_is_told_to_stop(ablate, tmp_path):
@@ -243,10 +248,11 @@ def test_program_spaces_take_free_form_sections_and_built_in_spaces_stay_strict(
     factors:
       norm: [a, b]
       model.enc.layers: [1, 3]
+    exclude: [{norm: b, model.enc.layers: 3}]
     """
     shown = ablate("check", str(write(tmp_path, text)))
     assert shown.code == 0, shown
-    assert "cells: 4  x  seeds: 1  =  trials: 4" in shown.out and "minimize val_error" in shown.out
+    assert "cells: 3  x  seeds: 1  =  trials: 3" in shown.out and "minimize val_error" in shown.out
     assert "program: python fake_train.py --fast" in shown.out and "model variant" not in shown.out
     bad = ablate("check", str(write(tmp_path, text.replace("model.enc.layers", "layers"))))
     assert bad.code == 2 and "factors.layers: with `program:` a factor is a dotted key" in bad.err
@@ -273,3 +279,26 @@ def test_config_and_report_stay_callable_after_the_suite_modules_of_those_names_
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == "{'a': 1} False False norm"
+
+
+def test_reports_from_several_threads_arrive_whole_and_each_is_answered(tmp_path):
+    from ablations.program import program_records
+
+    script = tmp_path / "threads.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import threading, ablations
+            def work(t):
+                for i in range(50):
+                    assert ablations.report(100 * t + i, val_acc=t, padding=float(i)) is False
+            threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            print("x" * 100_000)  # a long line on stdout changes nothing
+            """
+        )
+    )
+    records = list(program_records(["python", str(script)], {}, "val_acc", tmp_path / "logs" / "threads"))
+    assert sorted(r["epoch"] for r in records) == sorted(100 * t + i for t in range(4) for i in range(50))
+    assert all(r["epoch"] // 100 == r["val_acc"] and r["epoch"] % 100 == r["padding"] for r in records)
