@@ -79,7 +79,8 @@ def run_trial(
         probe = training.probe
         if probe:
             tracker.log(probe.at_init(), step=0)
-        stopper, best_weights = _early_stopping(space, config.train.early_stopping), None
+        rule = None if isinstance(space, ProgramSpaceConfig) else config.train.early_stopping  # a script stops itself
+        stopper, best_weights = _early_stopping(space, rule), None
         # History and diagnostics reach the storage once, when the trial ends (see _finish): a
         # trial killed before that is re-run from scratch. Each epoch writes one number, the
         # objective (`trial.report`), for the pruner and for whoever watches a running trial.
