@@ -110,8 +110,9 @@ def _stopped_value(group: pd.DataFrame, direction: str) -> tuple[float, int]:
 
 
 def leaderboard(trials: pd.DataFrame, direction: str, epochs: int | None = None) -> pd.DataFrame:
-    """One row per cell, ranked in tiers: cells whose seeds all trained, ranked by their mean at the
-    final budget; then cells with some diverged or failed seeds; then cells that were only pruned
+    """One row per cell, ranked in tiers: cells whose seeds all finished, ranked by their mean at the
+    final budget; then cells with some seeds pruned (the mean of their survivors, flattering); then
+    cells with some diverged or failed seeds; then cells that were only pruned
     (scored at the epoch they stopped, `budget` says which); then cells that only broke."""
     rows = []
     for cell, group in trials.groupby("cell", sort=False):
@@ -123,7 +124,11 @@ def leaderboard(trials: pd.DataFrame, direction: str, epochs: int | None = None)
         if len(values) == 0:
             mean, last = _stopped_value(group, direction)
             budget = f"ep {last} (pruned)" if last else "—"
-        tier = 0 if broken == 0 else 1
+        pruned = int((group["outcome"] == "pruned").sum())
+        # Every seed finished: an unbiased mean. Some seeds pruned: the mean of the survivors.
+        tier = 0 if broken == 0 and pruned == 0 else 0.5 if broken == 0 else 1
+        if pruned and len(values):
+            budget += f", {len(values)} survivor(s) of {len(values) + pruned}"
         if len(values) == 0:
             tier = 2 if not math.isnan(mean) else 3
         rows.append(
