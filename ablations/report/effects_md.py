@@ -106,7 +106,7 @@ def _factor_tests(
         "likelihood ratio at small counts. All p-values of this table are one family, "
         "adjusted by Holm's method; `yes` means an adjusted p < 0.05, and says which test carried it. Partial η² "
         "is the metric effect size; rows are ranked by it. `best level` is the top of the factor's level table "
-        "(least-squares means, never a level whose trials mostly broke)"
+        "(least-squares means, never a level where half or more of the trials broke)"
         + (
             f", read at epoch {budget} where every trial is observed: the finished trials are the pruner's survivors"
             if budget is not None
@@ -267,8 +267,10 @@ def effects_sections(trials: pd.DataFrame, history: pd.DataFrame | None, space: 
         f"Each level pools every cell and seed it appears in. `n`, mean, std and the 95% CI are over the finished "
         f"trials at the final budget (completed, or early-stopped at their best epoch); pruned trials are censored: "
         "counted, not scored (see the pruning-aware comparison). `diverged or failed` is k of all the level's "
-        "trials with its exact (Clopper-Pearson) 95% interval. Levels ranked by mean, except that a level whose "
-        f"trials mostly diverged or failed is never ranked best. Δ vs best is the level's mean `{metric}` minus "
+        "trials with its exact (Clopper-Pearson) 95% interval. Levels ranked by least-squares mean (the additive "
+        "model averaged over the other factors' levels), except that a level whose "
+        f"trials diverged or failed half the time or more is never ranked best. "
+        f"Δ vs best is the level's mean `{metric}` minus "
         "the best level's, with a 95% confidence interval: paired over trials that share the other factors' "
         "levels and the seed (`pairs`), or Welch's when too few trials pair up.",
         "",
