@@ -145,6 +145,8 @@ def compare(space: Path, pruners: list[str], overrides: list[str]) -> None:
     print(f"Top-3 cells without pruning: {'; '.join(best)}\n")
     print(f"Verdicts without pruning: factors {base_verdict['factors']}, pairs {base_verdict['pairs']}, ")
     print(f"best levels {base_verdict['best']}\n")
+    if REUSE:
+        print("(read from kept journals: `wall time` is the trials' summed training time)\n")
     print(
         "| pruner | epochs | fewer epochs | wall time | pruned | top-3 complete | top-3 ranked top-3 "
         "| same factors | same pairs | same best levels | verdicts differ in |"
