@@ -41,6 +41,7 @@ from ablations.study import open_storage  # noqa: E402
 PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
     "none": ["pruner.name=none"],
     "median": ["pruner.name=median"],
+    "median 9/3": ["pruner.name=median", "pruner.n_startup_trials=9", "pruner.n_warmup_steps=3"],
     "percentile": ["pruner.name=percentile", "pruner.percentile=25.0"],
     "successive_halving": ["pruner.name=successive_halving"],
     "hyperband": ["pruner.name=hyperband"],
