@@ -160,7 +160,9 @@ def _interactions(
         "brackets, then how many of its trials diverged or failed) and the tests of whether the pair's effect "
         "differs from the sum of the two main effects: an F-test on the metric (and at the common budget when "
         "trials were pruned) and a score test of the pair's term in the logistic model of divergence. "
-        "The pairs' p-values are one family, Holm-adjusted. A flagged interaction means one factor's effect "
+        "The pairs' p-values are one family, Holm-adjusted. On the odds scale a pattern such as 'diverges only "
+        "without a norm at a high lr' is fully explained by the two main effects, so its pair term may test "
+        "at nothing: the broken counts in the table show the pattern itself. A flagged interaction means one factor's effect "
         "depends on the other's level: read its main effects with care.",
         "",
     ]
