@@ -162,7 +162,8 @@ def _interactions(
         "trials were pruned) and a score test of the pair's term in the logistic model of divergence. "
         "The pairs' p-values are one family, Holm-adjusted. On the odds scale a pattern such as 'diverges only "
         "without a norm at a high lr' is fully explained by the two main effects, so its pair term may test "
-        "at nothing: the broken counts in the table show the pattern itself. A flagged interaction means one factor's effect "
+        "at nothing: the broken counts in the table show the pattern itself. "
+        "A flagged interaction means one factor's effect "
         "depends on the other's level: read its main effects with care.",
         "",
     ]
