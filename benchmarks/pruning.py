@@ -41,6 +41,7 @@ from ablations.study import open_storage  # noqa: E402
 PRUNERS = {  # each with Optuna's defaults, except where the name says otherwise
     "none": ["pruner.name=none"],
     "median": ["pruner.name=median"],
+    "median 9/3": ["pruner.name=median", "pruner.n_startup_trials=9", "pruner.n_warmup_steps=3"],
     "percentile": ["pruner.name=percentile", "pruner.percentile=25.0"],
     "successive_halving": ["pruner.name=successive_halving"],
     "hyperband": ["pruner.name=hyperband"],
@@ -145,6 +146,8 @@ def compare(space: Path, pruners: list[str], overrides: list[str]) -> None:
     print(f"Top-3 cells without pruning: {'; '.join(best)}\n")
     print(f"Verdicts without pruning: factors {base_verdict['factors']}, pairs {base_verdict['pairs']}, ")
     print(f"best levels {base_verdict['best']}\n")
+    if REUSE:
+        print("(read from kept journals: `wall time` is the trials' summed training time)\n")
     print(
         "| pruner | epochs | fewer epochs | wall time | pruned | top-3 complete | top-3 ranked top-3 "
         "| same factors | same pairs | same best levels | verdicts differ in |"

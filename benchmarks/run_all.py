@@ -21,12 +21,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 # (script, heading when the script prints none, arguments for --quick, arguments for a full run)
-LARGE = ["--space", "search_spaces/pruning_large.yaml"]
+PRUNING = [
+    *("--space", "search_spaces/quickstart.yaml", "--space", "search_spaces/pruning_large.yaml"),
+    *("--pruners", "none,median 9/3,median,gap,cell"),
+]
 BENCHMARKS = [
     ("overhead.py", "", ["--trials", "27", "--repeats", "3"], ["--trials", "27", "--repeats", "5"]),
     ("workers.py", "", ["--trials", "160", "--epochs", "8"], ["--trials", "400", "--epochs", "8"]),
-    ("pruning.py", "", [], []),
-    ("pruning.py", "", LARGE, LARGE),
+    ("pruning.py", "", PRUNING, PRUNING),
     ("data_pipeline.py", "Input pipeline", ["--size", "8000", "--repeats", "2"], []),
     ("diagnostics_overhead.py", "Diagnostics overhead", ["--repeats", "3"], []),
     ("wandb_outage.py", "", [], []),

@@ -28,15 +28,16 @@ def test_quickstart_sweep_report_and_resume(ablate, tmp_path):
     assert outcomes["pruned"] >= 10 and outcomes["complete"] >= 10 and outcomes["failed"] == 0
 
     # Real differences between levels: batch norm trains; no norm with N(0, 0.01^2) init does not.
-    def mean_of(norm: str, init: str) -> float:
-        values = [
-            t.value
+    # (the best epoch of any seed: the median pruner stops most trials after one epoch)
+    def best_of(norm: str, init: str) -> float:
+        return max(
+            record["val_acc"]
             for t in study.trials
             if t.user_attrs["cell"]["model.norm"] == norm and t.user_attrs["cell"]["model.init"] == init
-        ]
-        return sum(values) / len(values)
+            for record in t.user_attrs["history"]
+        )
 
-    assert mean_of("batch", "kaiming") > 0.9 and mean_of("none", "normal") < 0.2
+    assert best_of("batch", "kaiming") > 0.9 and best_of("none", "normal") < 0.2
 
     report_dir = tmp_path / "reports" / "quickstart"
     markdown = (report_dir / "report.md").read_text()

@@ -16,9 +16,9 @@ BASE_SECTIONS = ("data", "model", "train", "program", "program_grace_seconds")  
 
 def best_space(trials: pd.DataFrame, space: dict[str, Any]) -> dict[str, Any] | None:
     """A search space with no factors that re-runs the top cell of the leaderboard over the same seeds:
-    a cell with finished trials whose seeds did not mostly diverge or fail."""
+    a cell with finished trials, fewer than half of whose seeds diverged or failed."""
     board = leaderboard(trials, space["objective"]["direction"])
-    board = board[(board["n"] > 0) & (board["broke"] <= board["trials"] / 2)]
+    board = board[(board["n"] > 0) & (board["broke"] < board["trials"] / 2)]
     if board.empty:
         return None
     row = trials[trials["cell"] == board["cell"].iloc[0]].iloc[0]

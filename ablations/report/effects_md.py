@@ -106,7 +106,7 @@ def _factor_tests(
         "likelihood ratio at small counts. All p-values of this table are one family, "
         "adjusted by Holm's method; `yes` means an adjusted p < 0.05, and says which test carried it. Partial η² "
         "is the metric effect size; rows are ranked by it. `best level` is the top of the factor's level table "
-        "(least-squares means, never a level whose trials mostly broke)"
+        "(least-squares means, never a level where half or more of the trials broke)"
         + (
             f", read at epoch {budget} where every trial is observed: the finished trials are the pruner's survivors"
             if budget is not None
@@ -160,7 +160,10 @@ def _interactions(
         "brackets, then how many of its trials diverged or failed) and the tests of whether the pair's effect "
         "differs from the sum of the two main effects: an F-test on the metric (and at the common budget when "
         "trials were pruned) and a score test of the pair's term in the logistic model of divergence. "
-        "The pairs' p-values are one family, Holm-adjusted. A flagged interaction means one factor's effect "
+        "The pairs' p-values are one family, Holm-adjusted. On the odds scale a pattern such as 'diverges only "
+        "without a norm at a high lr' is fully explained by the two main effects, so its pair term may test "
+        "at nothing: the broken counts in the table show the pattern itself. "
+        "A flagged interaction means one factor's effect "
         "depends on the other's level: read its main effects with care.",
         "",
     ]
@@ -267,8 +270,10 @@ def effects_sections(trials: pd.DataFrame, history: pd.DataFrame | None, space: 
         f"Each level pools every cell and seed it appears in. `n`, mean, std and the 95% CI are over the finished "
         f"trials at the final budget (completed, or early-stopped at their best epoch); pruned trials are censored: "
         "counted, not scored (see the pruning-aware comparison). `diverged or failed` is k of all the level's "
-        "trials with its exact (Clopper-Pearson) 95% interval. Levels ranked by mean, except that a level whose "
-        f"trials mostly diverged or failed is never ranked best. Δ vs best is the level's mean `{metric}` minus "
+        "trials with its exact (Clopper-Pearson) 95% interval. Levels ranked by least-squares mean (the additive "
+        "model averaged over the other factors' levels), except that a level whose "
+        f"trials diverged or failed half the time or more is never ranked best. "
+        f"Δ vs best is the level's mean `{metric}` minus "
         "the best level's, with a 95% confidence interval: paired over trials that share the other factors' "
         "levels and the seed (`pairs`), or Welch's when too few trials pair up.",
         "",

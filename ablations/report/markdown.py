@@ -108,8 +108,9 @@ def _leaderboard(trials: pd.DataFrame, metric: str, direction: str, epochs: int 
         "",
         f"Cells ranked by mean `{metric}` over their finished trials at the final budget, {best} first: completed "
         "trials at their last epoch, early-stopped ones at their best epoch (`n` counts them; `budget` says at "
-        "which epoch the number is). Cells whose seeds all trained come first; then cells where some seeds "
-        "diverged or failed (fewest broken first: a cell that does not train reliably never outranks one that "
+        "which epoch the number is). Cells whose seeds all finished come first; then cells with some seeds "
+        "pruned (the mean of the survivors, which flatters them; `budget` says how many); then cells where some "
+        "seeds diverged or failed (fewest broken first: a cell that does not train reliably never outranks one that "
         "does); then cells whose trials were all pruned, at the mean value they had when stopped (`budget` names "
         "that epoch; not comparable with the final numbers above them); then cells that only broke. "
         "`test acc` averages finished trials.",

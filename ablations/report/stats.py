@@ -4,7 +4,7 @@ A trial is scored at the final budget when it finished: completed (its last epoc
 own early-stopping rule (its best epoch). A pruned trial is censored at the epoch it stopped: it is
 counted, never averaged with finished trials (the pruning-aware comparison scores every trial at a
 common epoch instead). Diverged and failed trials are counted, and the divergence analysis
-(`divergence.py`) tests them; a level or cell whose trials mostly broke is never ranked best.
+(`divergence.py`) tests them; a level or cell where half or more of the trials broke is never ranked best.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ def _rank(frame: pd.DataFrame, column: str, direction: str, tier: str | None = N
 
 
 def mostly_broke(broken: int, total: int) -> bool:
-    return total > 0 and broken > total / 2
+    """Half or more of the trials diverged or failed: such a level or cell is never called best."""
+    return total > 0 and broken >= total / 2
 
 
 def _stopped_value(group: pd.DataFrame, direction: str) -> tuple[float, int]:
@@ -110,8 +111,9 @@ def _stopped_value(group: pd.DataFrame, direction: str) -> tuple[float, int]:
 
 
 def leaderboard(trials: pd.DataFrame, direction: str, epochs: int | None = None) -> pd.DataFrame:
-    """One row per cell, ranked in tiers: cells whose seeds all trained, ranked by their mean at the
-    final budget; then cells with some diverged or failed seeds; then cells that were only pruned
+    """One row per cell, ranked in tiers: cells whose seeds all finished, ranked by their mean at the
+    final budget; then cells with some seeds pruned (the mean of their survivors, flattering); then
+    cells with some diverged or failed seeds; then cells that were only pruned
     (scored at the epoch they stopped, `budget` says which); then cells that only broke."""
     rows = []
     for cell, group in trials.groupby("cell", sort=False):
@@ -123,7 +125,11 @@ def leaderboard(trials: pd.DataFrame, direction: str, epochs: int | None = None)
         if len(values) == 0:
             mean, last = _stopped_value(group, direction)
             budget = f"ep {last} (pruned)" if last else "—"
-        tier = 0 if broken == 0 else 1
+        pruned = int((group["outcome"] == "pruned").sum())
+        # Every seed finished: an unbiased mean. Some seeds pruned: the mean of the survivors.
+        tier = 0 if broken == 0 and pruned == 0 else 0.5 if broken == 0 else 1
+        if pruned and len(values):
+            budget += f", {len(values)} survivor(s) of {len(values) + pruned}"
         if len(values) == 0:
             tier = 2 if not math.isnan(mean) else 3
         rows.append(
@@ -169,7 +175,7 @@ def level_table(
     """One row per level of `factor`: its scored trials' statistics and its difference to the best level.
 
     Each level pools every cell and seed it appears in. Levels are ranked by their adjusted mean
-    (`adjusted_means`), and levels whose trials mostly broke (diverged or failed) rank below the
+    (`adjusted_means`), and levels where half or more of the trials broke (diverged or failed) rank below the
     others. `delta` is the level's mean minus the best level's mean. Its 95% interval is paired
     (`paired` > 0: the number of trials matched on the `others` factors and the seed) when at least
     half of the smaller level finds a partner, which removes the other factors' and the data order's
@@ -207,7 +213,7 @@ def level_table(
             }
         )
     table = pd.DataFrame(rows, columns=[*LEVEL_COLUMNS, "values", "keys"])
-    # A level whose trials mostly diverged or failed is never the best, whatever its survivors scored.
+    # A level that broke half the time or more is never the best, whatever its survivors scored.
     table["mostly_broke"] = [mostly_broke(b, t) for b, t in zip(table["broke"], table["trials"], strict=True)]
     table = _rank(table, "adj_mean", direction, tier="mostly_broke").reset_index(drop=True)
     top = table["values"].iloc[0] if len(table) else np.array([])

@@ -107,7 +107,7 @@ def best_levels(
     trials: pd.DataFrame, history: pd.DataFrame | None, factors: dict[str, list[Any]], direction: str
 ) -> tuple[int | None, dict[str, Any]]:
     """Each factor's best level: the top of its level table (least-squares means; never a level
-    that mostly broke). When trials were pruned, the finished trials are the pruner's survivors, so
+    where half or more of the trials broke). When trials were pruned, the finished trials are the pruner's survivors, so
     the table is read at the common budget, where every trial is observed; returns that epoch too."""
     budget, _ = budget_frame(trials, history)
     table = trials if budget is None else at_budget(trials, history, budget)
