@@ -20,7 +20,12 @@ from ablations.report import history_table, trials_table, write_report
 from ablations.report.stats import leaderboard, level_table
 
 EPOCHS = 5
-STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "diverged": TrialState.PRUNED}
+STATE = {
+    "complete": TrialState.COMPLETE,
+    "early_stopped": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "diverged": TrialState.PRUNED,
+}
 
 
 def new_study(factors: dict[str, list[Any]], seeds: int, metric: str = "val_acc") -> optuna.Study:
@@ -40,6 +45,7 @@ def add(
     outcome: str,
     final: float = 0.5,
     epochs: int = EPOCHS,
+    extra_keys: dict[str, Any] | None = None,
 ) -> None:
     """One trial as the runner stores it; the objective ramps linearly up to `final` at the last epoch."""
     metric = study.user_attrs["space"]["objective"]["metric"]
@@ -54,7 +60,7 @@ def add(
             "val_loss": 1.0,
             "val_acc": 0.5,
         }
-        history.append({**record, metric: value, "seconds": 0.1})
+        history.append({**record, metric: value, "seconds": 0.1, **(extra_keys or {})})
     if outcome == "diverged":
         history[-1].update(train_loss=math.nan, val_loss=math.inf)
     attrs = {"key": f"{cell_id}/{seed}", "cell_id": cell_id, "cell": cell, "seed": seed, "outcome": outcome}
@@ -260,3 +266,19 @@ def test_all_failed_study_says_so(tmp_path):
     assert "## Failed trials" in text and text.count("RuntimeError: CUDA out of memory") == 2
     assert not list(tmp_path.glob("*.png"))
     assert_renders(text, tmp_path, min_tables=2)
+
+
+def test_early_stopped_trials_are_scored_and_history_keeps_every_numeric_key(tmp_path):
+    study = new_study({"norm": ["none", "batch"]}, seeds=1)
+    add(study, {"model.norm": "none"}, 0, "complete", 0.8, extra_keys={"lr": 0.1, "grad_norm": 2.0, "note": "x"})
+    add(study, {"model.norm": "batch"}, 0, "early_stopped", 0.9, epochs=3)  # its value: the best epoch's
+    table = trials_table(study)
+    early = table[table["outcome"] == "early_stopped"].iloc[0]
+    assert early["objective"] == pytest.approx(0.9) and early["epochs_run"] == 3
+    history = history_table(study)
+    assert {"lr", "grad_norm"} <= set(history.columns) and "note" not in history.columns
+    assert history.loc[history["trial_number"] == 0, "lr"].tolist() == pytest.approx([0.1] * EPOCHS)
+    assert history.loc[history["trial_number"] == 1, "lr"].isna().all()
+    text = write_report(study, tmp_path).read_text()
+    assert summary_rows(text)["early stopped"] == "1"
+    assert leaderboard(table, "maximize")["n"].tolist() == [1, 1]  # both scored at the final budget
