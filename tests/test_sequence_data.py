@@ -86,10 +86,11 @@ def test_mnist_rows_reads_the_mnist_files(tmp_path) -> None:
 
 
 def test_missing_mnist_files_are_named_for_mnist_rows(tmp_path) -> None:
-    from ablations.data import DataMissingError
+    from ablations.data import DataMissingError, require_datasets
 
     with pytest.raises(DataMissingError, match=r"data.name=mnist_rows \(the MNIST files\): .* not found"):
-        dataset_info(DataConfig(name="mnist_rows", root=str(tmp_path / "nowhere")))
+        require_datasets([DataConfig(name="mnist_rows", root=str(tmp_path / "nowhere"))])
+    assert dataset_info(DataConfig(name="mnist_rows", root=str(tmp_path / "nowhere"))) == ((28, 28), 10)
 
 
 # ---------------------------------------------------------------- through the CLI

@@ -63,7 +63,10 @@ def _mnist_rows_source() -> Source:
         (_, h, w), classes = _mnist(cfg, "info")
         return (h, w), classes
 
-    return Source(load, info, kind="sequence")
+    def ensure(cfg: DataConfig) -> None:
+        _mnist(cfg, "ensure")
+
+    return Source(load, info, kind="sequence", ensure=ensure)
 
 
 DATASETS.register("mnist_rows")(_mnist_rows_source())
