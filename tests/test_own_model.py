@@ -263,3 +263,24 @@ def test_functional_activations_are_named_in_check(ablate, write_space, tmp_path
     out = re.sub(r"[│\s]+", " ", result.out)
     assert "activation swapped nothing" in out
     assert "functional activations in forward() are not swapped: relu ×1" in out
+
+
+def test_torch_transformer_layers_get_their_norms_swapped_per_position(ablate, write_space, tmp_path):
+    from tests.user_code import TRANSFORMER
+
+    pkg = write_user_package(tmp_path, TRANSFORMER)
+    body = f"""
+        data: {{name: digits_rows}}
+        model: {{arch: "{pkg}.nets:Encoder"}}
+        train: {{epochs: 1, optimizer: adam, lr: 0.003}}
+        factors:
+          norm: [batch, rms, none]
+        """
+    path = write_space(space(pkg, body).replace("seeds: 2", "seeds: 1"))
+    check = ablate("check", str(path))
+    assert check.code == 0, check.err
+    out = re.sub(r"[│\s]+", " ", check.out)
+    assert "2 LayerNorm → BatchNorm1d per position" in out and "2 LayerNorm → RMSNorm" in out
+    result = ablate("run", str(path), "--wandb", "disabled")
+    assert result.code == 0, result.err  # the report copes with a model without activation modules
+    assert sorted(t.user_attrs["outcome"] for t in load_study("own").trials) == ["complete"] * 3

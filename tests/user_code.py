@@ -105,3 +105,21 @@ def write_user_package(folder: Path, text: str = NETS) -> str:
     (package / "nets.py").write_text(textwrap.dedent(text))
     sys.modules.pop(name, None)
     return name
+
+TRANSFORMER = '''
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """torch's own TransformerEncoder (LayerNorm modules, GELU called functionally)."""
+
+    def __init__(self, num_classes, input_shape):
+        super().__init__()
+        self.inp = nn.Linear(input_shape[-1], 16)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, activation="gelu", batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.head(self.enc(self.inp(x)).mean(1))
+'''

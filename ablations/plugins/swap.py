@@ -89,6 +89,13 @@ class SwapReport:
         return not self.changes.get(factor)
 
 
+LAST_DIM_NORMS: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.LayerNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+
+
 class PerPosition(nn.Module):
     """Applies a feature-vector norm to each position of a channels-last (N, ..., C) input."""
 
@@ -161,13 +168,17 @@ def _norm_layout(module: nn.Module, shape: torch.Size | None) -> tuple[int, int,
 
 
 def swap_norms(model: nn.Module, level: str, opts: LayerOptions, batch: Tensor, report: SwapReport) -> None:
+    if any(isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)) for m in model.modules()):
+        # torch's fused inference path for these layers computes LayerNorm itself from the norm's
+        # weights (and reads its `eps`): with another norm swapped in it must be off (process-wide).
+        torch.backends.mha.set_fastpath_enabled(False)
     shapes = input_shapes(model, batch, NORM_TYPES)
     for parent, name in list(_named_children_of_type(model, NORM_TYPES)):
         old = getattr(parent, name)
         channels, spatial, per_position = _norm_layout(old, shapes.get(id(old)))
         new = NORMS[level](channels, spatial, opts)
-        if per_position and not isinstance(new, nn.Identity):
-            new = PerPosition(new)
+        if per_position and not isinstance(new, LAST_DIM_NORMS):
+            new = PerPosition(new)  # batch/group norm read channels at dim 1: one position = one sample
         setattr(parent, name, new)
         report.add("norm", f"{type(old).__name__} → {_describe(new)}")
 

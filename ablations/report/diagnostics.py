@@ -49,7 +49,11 @@ def layer_table(study: optuna.Study) -> pd.DataFrame:
             rows.append(
                 {**base, "kind": "weight", "index": i + 1, "layer": name, "grad_norm": _num(grad), "last": _num(final)}
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in (*STATS, "grad_norm", "last"):  # a model may have no activation (or no weight) modules
+        if not table.empty and column not in table:
+            table[column] = math.nan
+    return table
 
 
 def _by_layer(table: pd.DataFrame, factors: dict[str, list[Any]], column: str, ylabel: str, out: Path, name: str):
