@@ -106,6 +106,7 @@ def write_user_package(folder: Path, text: str = NETS) -> str:
     sys.modules.pop(name, None)
     return name
 
+
 TRANSFORMER = '''
 from torch import nn
 
