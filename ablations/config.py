@@ -442,16 +442,6 @@ class ProgramTrialConfig(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)
 
 
-class ProgramObjective(ObjectiveConfig):
-    metric: str = "val_acc"  # any name the script reports
-
-    @model_validator(mode="after")
-    def _default_direction(self) -> ProgramObjective:
-        if self.direction is None:
-            self.direction = "minimize" if self.metric.endswith(("loss", "error")) else "maximize"
-        return self
-
-
 class ProgramSpaceConfig(SpaceConfig):
     """Script mode (ablations.program): `program` is run once per trial as a subprocess, which
     reads its config with ablations.config() and reports with ablations.report(). The data, model
@@ -461,7 +451,6 @@ class ProgramSpaceConfig(SpaceConfig):
     program_grace_seconds: float = Field(
         10.0, gt=0, description="after a pruned report, how long the script has to stop before SIGTERM/SIGKILL"
     )
-    objective: ProgramObjective = ProgramObjective()
     data: dict[str, Any] = Field(default_factory=dict)  # type: ignore[assignment]
     model: dict[str, Any] = Field(default_factory=dict)  # type: ignore[assignment]
     train: dict[str, Any] = Field(default_factory=dict)  # type: ignore[assignment]

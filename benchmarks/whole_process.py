@@ -15,14 +15,13 @@ reported as medians; the ratio is the median of the per-repeat ratios.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
+
+from cli_latency import timed  # a sibling script: benchmarks/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,16 +34,6 @@ data: {{name: digits}}
 model: {{arch: mlp, width: 64, depth: 4, norm: batch, init: kaiming, activation: relu}}
 train: {{optimizer: sgd, lr: 0.05, momentum: 0.9, batch_size: 64, epochs: {epochs}}}
 """
-
-
-def timed(command: list[str], cwd: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
