@@ -101,8 +101,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int) -> Iterato
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        norm_sum = torch.zeros((), device=device)
-        norm_steps = torch.zeros((), device=device)
+        norms: list[torch.Tensor] = []
         seen, lr = 0, cfg.lr
         for x, y in data.train.batches(cfg.batch_size, shuffle, data.augment, augment_gen):
             if len(y) < 2:  # batch norm cannot normalise a batch of one; drop a lone straggler
@@ -125,9 +124,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int) -> Iterato
                 norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             else:
                 norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            finite = norm.isfinite()  # fp16 steps that overflow are skipped by the scaler: leave them out
-            norm_sum += torch.where(finite, norm, 0.0)
-            norm_steps += finite
+            norms.append(norm)  # reduced once per epoch: per-step arithmetic costs more than the norm
             scaler.step(optimizer)
             scaler.update()
             clock = Clock(clock.step + 1, clock.per_epoch, clock.total)
@@ -135,7 +132,9 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, seed: int) -> Iterato
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
         train_loss, train_acc = (loss_sum / seen).item(), (correct / seen).item()
-        grad_norm = (norm_sum / norm_steps).item()  # NaN if every step overflowed
+        # fp16 steps that overflow are skipped by the scaler: leave them out (NaN if every step did)
+        stacked = torch.stack(norms) if norms else torch.full((1,), math.nan)
+        grad_norm = stacked[stacked.isfinite()].mean().item()
         val_loss, val_acc = evaluate(model, data.val, precision=cfg.precision, channels_last=channels_last)
         seconds = time.perf_counter() - start
         record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, seconds, lr, grad_norm)
