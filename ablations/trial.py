@@ -73,7 +73,7 @@ def run_trial(
         config = space.trial_config(task.cell.values)
         torch.manual_seed(task.seed)
         if isinstance(space, ProgramSpaceConfig):
-            training = _program_training(study, trial, task, space, device)
+            training = _program_training(study, trial, task, space, config, device)
         else:
             training = start_training(space, config, task.seed, device)
         probe = training.probe
@@ -123,13 +123,13 @@ def run_trial(
 
 
 def _program_training(
-    study: optuna.Study, trial: optuna.Trial, task: Task, space: ProgramSpaceConfig, device: torch.device
+    study: optuna.Study, trial: optuna.Trial, task: Task, space: ProgramSpaceConfig, config: Any, device: torch.device
 ) -> Training:
     """Script mode (ablations.program): the space's program builds and trains; each of its reports
     is a record. Closing the records tells the script to stop (pruned, diverged, stopped early)."""
     from ablations.program import program_records
 
-    given = space.trial_config(task.cell.values).model_dump()
+    given = config.model_dump()
     given.update(seed=task.seed, trial_id=trial.number, study=study.study_name)
     log_stem = Path("runs") / "logs" / study.study_name / f"trial-{trial.number}"
     trial.set_user_attr("program_log", str(log_stem))

@@ -54,7 +54,10 @@ def _cached_call(name: str, args_json: str) -> dict[str, Any]:
         raise
     except Exception as err:  # noqa: BLE001 - the user's function failed: bad input, before any trial
         raise PluginError(f"data.name: {name} raised {type(err).__name__}: {err}") from None
-    return _splits(out, name)
+    got = _splits(out, name)
+    # Shapes and classes once per call: counting a Dataset's labels may read every item.
+    got["shape"], got["num_classes"] = _shape_and_classes(got, name)
+    return got
 
 
 def _splits(out: Any, name: str) -> dict[str, Any]:
@@ -110,24 +113,35 @@ def _item_x(split: Any) -> torch.Tensor:
     return torch.as_tensor(x)
 
 
+def _input_shape(split: Any) -> Shape:
+    """One example's shape: (x, y) tensors hold N of them, a Dataset's item is one."""
+    return tuple(_item_x(split).shape[1 if isinstance(split, tuple) else 0 :])
+
+
 def _labels(split: Any) -> torch.Tensor:
     if isinstance(split, tuple):
         return split[1]
+    if hasattr(split, "targets"):  # torchvision's datasets list their labels without decoding images
+        return torch.as_tensor(split.targets)
     return torch.as_tensor([int(split[i][1]) for i in range(len(split))])
 
 
-def _info(cfg: DataConfig) -> tuple[Shape, int]:
-    got = _call(cfg)
+def _shape_and_classes(got: dict[str, Any], name: str) -> tuple[Shape, int]:
     splits = got["splits"]
-    shape = tuple(_item_x(splits["train"]).shape[1 if isinstance(splits["train"], tuple) else 0 :])
+    shape = _input_shape(splits["train"])
     for split, value in splits.items():
-        other = tuple(_item_x(value).shape[1 if isinstance(value, tuple) else 0 :])
+        other = _input_shape(value)
         if other != shape:
-            raise PluginError(f"data.name: {cfg.name}: {split} inputs have shape {other}, train inputs {shape}")
+            raise PluginError(f"data.name: {name}: {split} inputs have shape {other}, train inputs {shape}")
     num_classes = got["num_classes"]
     if num_classes is None:
         num_classes = int(max(_labels(v).max().item() for v in splits.values())) + 1
     return shape, int(num_classes)
+
+
+def _info(cfg: DataConfig) -> tuple[Shape, int]:
+    got = _call(cfg)
+    return got["shape"], got["num_classes"]
 
 
 def _carve(n: int, need_val: bool, need_test: bool, cfg: DataConfig) -> tuple[torch.Tensor, ...]:
