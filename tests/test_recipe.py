@@ -101,6 +101,17 @@ def test_optimizers_differ_where_they_should():
     torch.testing.assert_close(same["adam"], same["adamw"])
 
 
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
+def test_optimizers_use_torchs_fused_or_foreach_kernel_on_float_cpu_params(name):
+    group = make_optimizer(nn.Linear(3, 2), TrainConfig(optimizer=name)).param_groups[0]
+    if name == "rmsprop":  # torch has no fused RMSprop
+        assert group["foreach"] is True and not group.get("fused")
+    else:
+        assert group["fused"] is True
+    on_meta = nn.Linear(3, 2, device="meta")  # no fused kernel there: torch's default
+    assert not make_optimizer(on_meta, TrainConfig(optimizer=name)).param_groups[0].get("fused")
+
+
 def test_momentum_defaults_and_the_migration_of_sgd():
     model = nn.Linear(2, 2)
     group = lambda **kw: make_optimizer(model, TrainConfig(**kw)).param_groups[0]  # noqa: E731

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,10 +16,13 @@ if TYPE_CHECKING:  # ablations.config imports this package, so only type checker
     from ablations.config import ModelConfig
 
 
-class MLPBlock(nn.Module):
+class MLPBlock(nn.Sequential):
     """One hidden layer: Linear -> norm -> activation -> dropout; with `residual`, the activation
     takes x + norm(linear(x)) instead, as in He et al. 2015's blocks (y = act(x + F(x))), so the plain
-    and residual nets have exactly the same layers and parameters."""
+    and residual nets have exactly the same layers and parameters.
+
+    A Sequential, so that the plain block costs no module call of its own (a few microseconds
+    per block and step, which on a small MLP is several percent of the step)."""
 
     def __init__(
         self,
@@ -30,20 +34,24 @@ class MLPBlock(nn.Module):
         residual: bool = False,
         opts: LayerOptions | None = None,
     ):
-        super().__init__()
         opts = opts or LayerOptions()
         if residual and in_features != out_features:
             raise ValueError("a residual block needs as many inputs as outputs")
+        super().__init__(
+            OrderedDict(
+                # A norm that subtracts a mean and adds its own shift makes the Linear's bias redundant (not rms).
+                linear=nn.Linear(in_features, out_features, bias=wants_bias(norm)),
+                norm=NORMS[norm](out_features, 0, opts),
+                act=make_activation(activation, opts),
+                dropout=make_dropout(dropout, activation, opts),
+            )
+        )
         self.residual = residual
-        # A norm that subtracts a mean and adds its own shift makes the Linear's bias redundant (not rms).
-        self.linear = nn.Linear(in_features, out_features, bias=wants_bias(norm))
-        self.norm = NORMS[norm](out_features, 0, opts)
-        self.act = make_activation(activation, opts)
-        self.dropout = make_dropout(dropout, activation, opts)
 
     def forward(self, x: Tensor) -> Tensor:
-        branch = self.norm(self.linear(x))
-        return self.dropout(self.act(x + branch if self.residual else branch))
+        if not self.residual:
+            return super().forward(x)
+        return self.dropout(self.act(x + self.norm(self.linear(x))))
 
     @torch.no_grad()
     def zero_init_residual_(self) -> None:
