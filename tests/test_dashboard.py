@@ -97,3 +97,25 @@ def test_optuna_dashboard_shows_the_factors_the_epochs_the_states_and_the_report
     assert note.startswith("*The report of this study, as written to `reports/watched/report.md`.*")
     assert "# Ablation report: watched" in note and "## Which factors matter" in note
     assert "curves.png" in report and "see `reports/watched/curves.png`" in note and "![" not in note
+
+
+def test_the_note_is_saved_without_importing_the_dashboard_package_and_reads_back_through_it(tmp_path):
+    """The note is written by optuna-dashboard's own note module, loaded alone: the package import
+    (its web app and scikit-learn) stays out of every sweep, and the dashboard reads the note back."""
+    report = tmp_path / "report.md"
+    report.write_text("# Ablation report: noted\n\n![Curves](curves.png)\n")
+    code = f"""
+import sys, optuna
+from pathlib import Path
+from ablations.dashboard import save_report_note
+study = optuna.create_study(study_name="noted", storage="sqlite:///{tmp_path / 'db.sqlite'}")
+assert save_report_note(study, Path({str(report)!r})) and save_report_note(study, Path({str(report)!r}))
+print("imported" if "optuna_dashboard" in sys.modules else "not imported")
+from optuna_dashboard import get_note
+print(get_note(study))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    first, note = out.split("\n", 1)
+    assert first == "not imported"
+    assert note.startswith(f"*The report of this study, as written to `{report}`.*")
+    assert "# Ablation report: noted" in note and f"*Curves: see `{tmp_path / 'curves.png'}`*" in note

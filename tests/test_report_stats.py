@@ -184,3 +184,24 @@ def test_diverged_trials_are_counted_with_their_epoch(rng_seed):
     _, table = budget_comparison(trials, history, "optimizer", ["adam", "sgd"], "maximize", [])
     adam = table.set_index("level").loc["adam"]
     assert adam["diverged"] == 1 and adam["diverged_at"] == "ep 1" and adam["n_budget"] == 5
+
+
+def test_the_distribution_functions_equal_scipy_stats_and_the_report_does_not_import_it():
+    import subprocess
+    import sys
+
+    from scipy import stats
+
+    from ablations.report.distributions import beta_quantile, chi2_survival, f_survival, t_quantile
+
+    for q, df in itertools.product([0.5, 0.9, 0.975, 0.995], [1, 2, 3.7, 10, 250]):
+        assert t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-10)
+    for x, dfn, dfd in itertools.product([-1.0, 0.0, 0.3, 1.0, 4.2, 30.0, np.inf], [1, 3, 7], [1, 5, 40]):
+        assert f_survival(x, dfn, dfd) == pytest.approx(stats.f.sf(x, dfn, dfd), rel=1e-10, abs=1e-300)
+    for x, df in itertools.product([-1.0, 0.0, 0.5, 3.0, 12.0, 80.0], [1, 2, 5, 17]):
+        assert chi2_survival(x, df) == pytest.approx(stats.chi2.sf(x, df), rel=1e-10, abs=1e-300)
+    for q, a, b in itertools.product([0.025, 0.5, 0.975], [1, 2, 9], [1, 4, 30]):
+        assert beta_quantile(q, a, b) == pytest.approx(stats.beta.ppf(q, a, b), rel=1e-10)
+    assert np.isnan(t_quantile(0.975, np.nan)) and np.isnan(chi2_survival(1.0, 0))
+    code = "import sys, ablations.report; print('scipy.stats' in sys.modules)"  # ~0.8 s the report no longer pays
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -8,7 +8,7 @@ import torch
 from ablations.config import DataConfig, ModelConfig, TrainConfig
 from ablations.data import load_dataset
 from ablations.models import build_model
-from ablations.train import evaluate, fit, gradient_norm
+from ablations.train import evaluate, fit, fusable, gradient_norm
 
 
 def test_digits_split_is_fixed_by_split_seed_and_disjoint():
@@ -101,6 +101,9 @@ def test_gradient_norm_is_clip_grad_norms_global_norm():
     expected = torch.nn.utils.clip_grad_norm_(params, max_norm=float("inf"))
     assert gradient_norm(params).item() == pytest.approx(expected.item(), rel=1e-6)
     model[2].weight.grad = None  # a parameter without a gradient is left out, as torch does
-    assert gradient_norm(params).item() == pytest.approx(
-        torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]).item(), rel=1e-6
-    )
+    rest = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]).item()
+    assert gradient_norm(params).item() == pytest.approx(rest, rel=1e-6)
+    assert gradient_norm(params, fusable=False).item() == pytest.approx(rest, rel=1e-6)
+    assert fusable(model, params)
+    sparse = torch.nn.Embedding(5, 3, sparse=True)
+    assert not fusable(sparse, list(sparse.parameters()))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ablations.data.builtin import SYNTHETIC_SEED
+from ablations.data.builtin import SYNTHETIC_SEED, digits_images
 from ablations.data.datasets import DATASETS, DataMissingError, Raw, Shape, Source
 
 if TYPE_CHECKING:
@@ -20,11 +20,7 @@ if TYPE_CHECKING:
 
 
 def _digits_images() -> Raw:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.tensor(bunch.images, dtype=torch.float32)  # (N, 8, 8), values 0..16
-    return Raw(x, torch.tensor(bunch.target, dtype=torch.long), num_classes=10)
+    return Raw(*digits_images(), num_classes=10)  # (N, 8, 8), values 0..16
 
 
 def _digits_rows(cfg: DataConfig) -> Raw:

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from ablations.report.distributions import f_survival
 
 TEST_COLUMNS = ["factor", "levels", "df", "df_error", "F", "p", "eta2", "error"]
 PAIR_COLUMNS = ["a", "b", "df", "df_error", "F", "p", "eta2", "error"]
@@ -87,7 +88,7 @@ def _ftest(ss: float, df: int, rss_error: float, df_error: int) -> tuple[float, 
     if rss_error <= 0:
         return (math.inf, 0.0, eta2) if ss > 0 else (math.nan, math.nan, eta2)
     f = (ss / df) / (rss_error / df_error)
-    return f, float(stats.f.sf(f, df, df_error)), eta2
+    return f, f_survival(f, df, df_error), eta2
 
 
 def factor_tests(frame: pd.DataFrame, factors: Sequence[str], pure_error: bool = True) -> pd.DataFrame:

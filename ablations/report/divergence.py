@@ -34,7 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from ablations.report.distributions import beta_quantile, chi2_survival
 
 BROKE = ("diverged", "failed")
 EPS = 1e-12
@@ -52,8 +53,8 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     if n == 0:
         return math.nan, math.nan
     tail = (1 - confidence) / 2
-    low = 0.0 if k == 0 else float(stats.beta.ppf(tail, k, n - k + 1))
-    high = 1.0 if k == n else float(stats.beta.ppf(1 - tail, k + 1, n - k))
+    low = 0.0 if k == 0 else beta_quantile(tail, k, n - k + 1)
+    high = 1.0 if k == n else beta_quantile(1 - tail, k + 1, n - k)
     return low, high
 
 
@@ -106,7 +107,7 @@ def _test(y: np.ndarray, small: np.ndarray, big: np.ndarray) -> tuple[int, float
     information = big.T @ (w[:, None] * big)
     chi2 = max(float(score @ np.linalg.pinv(information, rcond=1e-10, hermitian=True) @ score), 0.0)
     lr = max(dev_small - logistic_fit(y, big)[1], 0.0)
-    return df, chi2, float(stats.chi2.sf(chi2, df)), lr
+    return df, chi2, chi2_survival(chi2, df), lr
 
 
 def _usable(trials: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:

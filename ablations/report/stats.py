@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from ablations.report.distributions import t_quantile
 
 SCORED = ("complete", "early_stopped")
 BROKE = ("diverged", "failed")
@@ -39,7 +40,7 @@ def mean_ci(values: Any, confidence: float = 0.95) -> tuple[float, float, float,
     if len(x) < 2:
         return mean, math.nan, math.nan, math.nan
     std = float(x.std(ddof=1))
-    half = stats.t.ppf((1 + confidence) / 2, len(x) - 1) * std / math.sqrt(len(x))
+    half = t_quantile((1 + confidence) / 2, len(x) - 1) * std / math.sqrt(len(x))
     return mean, std, mean - half, mean + half
 
 
@@ -54,7 +55,7 @@ def diff_ci(a: Any, b: Any, confidence: float = 0.95) -> tuple[float, float, flo
     if se == 0:
         return diff, diff, diff
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf((1 + confidence) / 2, dof) * se
+    half = t_quantile((1 + confidence) / 2, dof) * se
     return diff, diff - half, diff + half
 
 
