@@ -6,7 +6,8 @@ epoch's validation accuracy reported to an Optuna study in a journal file, test 
 
 The same work as `ablate run` of benchmarks/whole_process.py's space: the same split sizes (60/20/20),
 normalization by the training split's mean and std, SGD with momentum, batch 64, one torch thread
-fewer than the cores (as `ablate run` picks). Used by benchmarks/whole_process.py.
+fewer than the cores (as `ablate run` picks). Used by benchmarks/whole_process.py. torch's default
+SGD, which on the CPU steps one tensor at a time; `--fused` takes the fused kernel `ablate run` uses.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
-def train_one(trial: optuna.Trial, data: dict, seed: int, epochs: int) -> float:
+def train_one(trial: optuna.Trial, data: dict, seed: int, epochs: int, fused: bool = False) -> float:
     torch.manual_seed(seed)
     model = mlp()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, fused=fused or None)
     gen = torch.Generator().manual_seed(seed)
     x, y = data["train"]
     val_acc = 0.0
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--journal", default="hand.journal")
+    parser.add_argument("--fused", action="store_true", help="torch's fused SGD kernel, as `ablate run` uses")
     args = parser.parse_args()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -93,7 +95,7 @@ def main() -> None:
     for seed in range(args.seeds):
         trial = study.ask()
         trial.set_user_attr("seed", seed)
-        study.tell(trial, train_one(trial, data, seed, args.epochs))
+        study.tell(trial, train_one(trial, data, seed, args.epochs, args.fused))
     best = study.best_trial
     print(f"{len(study.trials)} trials; best val_acc {best.value:.4f} (seed {best.user_attrs['seed']})")
 

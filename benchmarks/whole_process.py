@@ -6,8 +6,9 @@ One cell (4x64 MLP, batch norm, Kaiming, ReLU) x N seeds on scikit-learn's digit
 (a) benchmarks/hand_written_digits.py: a plain PyTorch loop, validation accuracy reported to an
     Optuna journal study every epoch, test accuracy at the end;
 (b) `ablate run SPACE --wandb disabled` with `diagnostics: false` (the report at the end included);
-(c) the same with `--no-report`, to show what the report costs.
-Each repeat runs the three as fresh processes in fresh folders, in a rotating order (paired runs
+(c) the same with `--no-report`, to show what the report costs;
+(d) (a) with torch's fused SGD kernel (`--fused`), which `ablate run` uses: the loop like for like.
+Each repeat runs the four as fresh processes in fresh folders, in a rotating order (paired runs
 on a shared machine see the same load). Wall time and CPU time (user + system of the process) are
 reported as medians; the ratio is the median of the per-repeat ratios.
 """
@@ -50,6 +51,10 @@ def main() -> None:
         ],
         "`ablate run SPACE --wandb disabled` (report included)": [ablate, "run", "space.yaml", "--wandb", "disabled"],
         "... with `--no-report`": [ablate, "run", "space.yaml", "--wandb", "disabled", "--no-report"],
+        "hand-written script with torch's fused SGD (`--fused`)": [
+            sys.executable, str(ROOT / "benchmarks" / "hand_written_digits.py"),
+            "--seeds", str(args.seeds), "--epochs", str(args.epochs), "--fused",
+        ],
     }  # fmt: skip
     names = list(variants)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
