@@ -108,7 +108,7 @@ def test_the_note_is_saved_without_importing_the_dashboard_package_and_reads_bac
 import sys, optuna
 from pathlib import Path
 from ablations.dashboard import save_report_note
-study = optuna.create_study(study_name="noted", storage="sqlite:///{tmp_path / 'db.sqlite'}")
+study = optuna.create_study(study_name="noted", storage="sqlite:///{tmp_path / "db.sqlite"}")
 assert save_report_note(study, Path({str(report)!r})) and save_report_note(study, Path({str(report)!r}))
 print("imported" if "optuna_dashboard" in sys.modules else "not imported")
 from optuna_dashboard import get_note
