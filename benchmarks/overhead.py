@@ -16,6 +16,7 @@ import argparse
 import collections
 import contextlib
 import functools
+import importlib
 import io
 import os
 import statistics
@@ -33,10 +34,13 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ablations import cli, report, tracking  # noqa: E402
+from ablations import cli, tracking  # noqa: E402
 from ablations.config import DataConfig  # noqa: E402
 from ablations.data import load_dataset  # noqa: E402
 from ablations.device import cpu_threads  # noqa: E402
+
+# `ablations.report` the attribute is the script client's function; the package is the report's.
+report = importlib.import_module("ablations.report")
 
 SPACE = """
 name: overhead
