@@ -16,6 +16,8 @@ from pathlib import Path
 
 import optuna
 
+from ablations.plugins.imports import installed_file
+
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -46,16 +48,17 @@ def _dashboard_save_note() -> Callable[[optuna.Study, str], None] | None:
     Importing the package starts its web app's imports and, through optuna.importance, scikit-learn:
     about 1 s at the end of every sweep. The module `save_note` lives in needs only optuna, so it
     is loaded on its own; should the package's layout change, the package import still works."""
-    package = importlib.util.find_spec("optuna_dashboard")
-    if package is None:
-        return None
+    note_module = installed_file("optuna_dashboard", "_note.py")
+    if note_module is not None:
+        try:
+            spec = importlib.util.spec_from_file_location("ablations._dashboard_note", note_module)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            return module.save_note
+        except Exception:  # noqa: BLE001, S110 - any surprise in the shortcut: take the documented way
+            pass
     try:
-        location = Path(next(iter(package.submodule_search_locations or []))) / "_note.py"
-        spec = importlib.util.spec_from_file_location("ablations._dashboard_note", location)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        return module.save_note
-    except Exception:  # noqa: BLE001 - any surprise in the shortcut: take the documented way
         from optuna_dashboard import save_note
-
-        return save_note
+    except ImportError:
+        return None
+    return save_note

@@ -56,24 +56,30 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
+def train_epoch(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+) -> None:
+    """One epoch of shuffled batches of 64 (a last batch of one dropped, as batch norm needs two)."""
+    model.train()
+    order = torch.randperm(len(y), generator=gen)
+    for i in range(0, len(y), 64):
+        idx = order[i : i + 64]
+        if len(idx) < 2:
+            continue
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def train_one(trial: optuna.Trial, data: dict, seed: int, epochs: int, fused: bool = False) -> float:
     torch.manual_seed(seed)
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, fused=fused or None)
     gen = torch.Generator().manual_seed(seed)
-    x, y = data["train"]
     val_acc = 0.0
     for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(y), 64):
-            idx = order[i : i + 64]
-            if len(idx) < 2:
-                continue
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(model, opt, *data["train"], gen)
         val_acc = accuracy(model, *data["val"])
         trial.report(val_acc, epoch)
     trial.set_user_attr("test_acc", accuracy(model, *data["test"]))

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import optuna
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from hand_written_digits import accuracy, mlp, train_epoch  # noqa: E402 - a sibling: benchmarks/ is sys.path[0]
 
 from ablations import cli, tracking  # noqa: E402
 from ablations.config import DataConfig  # noqa: E402
@@ -55,35 +55,12 @@ def hand_written_trial(epochs: int, seed: int) -> float:
     data = load_dataset(DataConfig())
     start = time.perf_counter()
     torch.manual_seed(seed)
-    layers: list[nn.Module] = [nn.Flatten()]
-    width_in = 64
-    for _ in range(4):
-        layers += [nn.Linear(width_in, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU()]
-        width_in = 64
-    layers.append(nn.Linear(64, 10))
-    model = nn.Sequential(*layers)
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(seed)
-    x, y = data.train.x, data.train.y
     for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(y), 64):
-            idx = order[i : i + 64]
-            if len(idx) < 2:
-                continue
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            (model(data.val.x).argmax(1) == data.val.y).float().mean().item()
+        train_epoch(model, opt, data.train.x, data.train.y, gen)
+        accuracy(model, data.val.x, data.val.y)
     return time.perf_counter() - start
 
 

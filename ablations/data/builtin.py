@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ablations.data.datasets import DATASETS, Raw, Shape, Source
+from ablations.plugins.imports import installed_file
 
 if TYPE_CHECKING:
     from ablations.config import DataConfig
@@ -24,10 +23,8 @@ def digits_images() -> tuple[torch.Tensor, torch.Tensor]:
     Read straight from the CSV file scikit-learn ships (pixels then label per row), found without
     importing scikit-learn: `import sklearn.datasets` costs about a second, more than the rest of
     a small sweep's start. Should the file ever move, scikit-learn's own loader reads it."""
-    package = importlib.util.find_spec("sklearn")
-    locations = list(package.submodule_search_locations or []) if package is not None else []
-    path = Path(locations[0], "datasets", "data", "digits.csv.gz") if locations else None
-    if path is None or not path.is_file():
+    path = installed_file("sklearn", "datasets", "data", "digits.csv.gz")
+    if path is None:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()

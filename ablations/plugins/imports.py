@@ -6,11 +6,13 @@ documented to take an import path ever imports anything."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ablations.errors import ConfigError
@@ -20,6 +22,15 @@ _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 class PluginError(ConfigError):
     """An import path that does not resolve, or user code that does not keep its contract."""
+
+
+def installed_file(package: str, *parts: str) -> Path | None:
+    """A file inside an installed top-level package, found without importing the package (an
+    import that can cost a second); None when the package or the file is not there."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(locations[0], *parts) if locations else None
+    return path if path is not None and path.is_file() else None
 
 
 def is_import_path(name: Any) -> bool:
